@@ -1,0 +1,247 @@
+"""Command line: ``python -m ptuning_core run|datasets|runs|show|export|import|fewshot``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+USAGE_ERR = 2
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return USAGE_ERR
+
+
+class _Progress:
+    def __init__(self, stream=sys.stderr):
+        self.s = stream
+        self.t0 = time.monotonic()
+
+    def __call__(self, e: dict):
+        t = e.get("type")
+        if t == "phase":
+            print(f"[{e['phase']}]", file=self.s, flush=True)
+        elif t == "discrete":
+            print(f"discrete accuracy {e['accuracy']:.4f}", file=self.s, flush=True)
+        elif t == "start":
+            print(f"training {e['steps']} steps on {e['n_train']} examples ({e['path']} path, "
+                  f"{e['trainable_parameters']} trainable parameters)", file=self.s, flush=True)
+        elif t == "step":
+            n, N = e["step"], e["steps"]
+            w = 30
+            fill = int(w * n / N)
+            rate = n / e["seconds"] if e["seconds"] else 0
+            eta = (N - n) / rate if rate else 0
+            end = "\n" if n == N else ""
+            print(f"\r[{'#' * fill}{'.' * (w - fill)}] {n}/{N} loss {e['loss']:.4f} "
+                  f"{rate:.2f} step/s eta {eta:.0f}s", end=end, file=self.s, flush=True)
+        elif t == "eval":
+            print(f"\n  dev accuracy {e['dev_accuracy']:.4f} at step {e['step']}", file=self.s,
+                  flush=True)
+        elif t == "end" and e["status"] != "finished":
+            print(f"\n{e['status']} after {e['steps']} steps", file=self.s, flush=True)
+
+
+def _add_run_args(p):
+    p.add_argument("--model", default="default",
+                   help="'default' (embedded SmolLM2-135M-Instruct), a HF id, a folder or .gguf")
+    p.add_argument("--train", required=True, help="CSV/TSV/JSONL file or bundled NAME:SPLIT")
+    p.add_argument("--eval", required=True, help="CSV/TSV/JSONL file or bundled NAME:SPLIT")
+    p.add_argument("--dev", help="dev file for evaluation during training")
+    p.add_argument("--template", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--verbalizer", help='JSON: {"class": ["word", ...], ...}')
+    g.add_argument("--label-space", choices=["vocab"],
+                   help="open vocabulary: predict any token (precision@1)")
+    p.add_argument("--discrete-template", help="default: to_discrete(template)")
+    p.add_argument("--text-fields", default="auto", help="comma-separated, or auto")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--shots", type=int, help="K examples per class (K in all for vocab)")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--encoder", choices=["lstm", "mlp", "none"], default="lstm")
+    p.add_argument("--aux-weight", type=float, default=0.0)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--patience", type=int, default=0)
+    p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
+    p.add_argument("--no-fast", action="store_true", help="disable the causal prefix cache")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--name", default="")
+    p.add_argument("--out", help="also copy the run's files to this folder")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def _spec_from_args(a):
+    from .experiment import RunSpec
+    from .train import TrainConfig
+    from .verbalizer import Verbalizer
+    verb = Verbalizer.parse(a.verbalizer).to_dict() if a.verbalizer else None
+    fields = None if a.text_fields in (None, "", "auto") else \
+        [f.strip() for f in a.text_fields.split(",") if f.strip()]
+    cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+                      encoder=a.encoder, aux_weight=a.aux_weight, eval_every=a.eval_every,
+                      patience=a.patience, fast=not a.no_fast)
+    return RunSpec(template=a.template, train=a.train, eval=a.eval, verbalizer=verb,
+                   model=a.model, discrete_template=a.discrete_template, dev=a.dev,
+                   text_fields=fields, label_field=a.label_field, shots=a.shots,
+                   device=a.device, name=a.name, max_eval=a.max_eval, train_cfg=cfg)
+
+
+def cmd_run(a) -> int:
+    import shutil
+
+    from .backbone import ModelLoadError
+    from .experiment import USER_ERRORS, prepare, submit_and_run
+    from .store import RunStore
+    try:
+        spec = _spec_from_args(a)
+        prep = prepare(spec)
+    except USER_ERRORS as e:
+        return _err(str(e))
+    for w in prep.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    store = RunStore()
+    try:
+        res = submit_and_run(spec, store, owner="cli", callback=_Progress(), prepared=prep)
+    except ModelLoadError as e:
+        return _err(str(e))
+    except USER_ERRORS as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    for w in res.get("warnings", []):
+        if w not in prep.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    if a.out:
+        shutil.copytree(res["run_dir"], a.out, dirs_exist_ok=True)
+        with open(os.path.join(a.out, "result.json"), "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=1)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        d, c = res["discrete"], res["continuous"]
+        print(f"model {res['model']} ({res['kind']}, {res['device']})")
+        print(f"discrete   {d['accuracy']:.4f}  n={d['n']}  {d['template']}")
+        if c:
+            print(f"continuous {c['accuracy']:.4f}  n={c['n']}  {c['template']}")
+            for i, row in enumerate(res["nearest_tokens"]):
+                print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
+        print(f"run {res['run_dir']}")
+    return 0
+
+
+def cmd_datasets(a) -> int:
+    from . import data as D
+    m = D.manifest()
+    if a.json:
+        print(json.dumps(m))
+        return 0
+    for name in sorted(m):
+        info = m[name]
+        print(f"{name:22s} {info['task']:9s} splits: {', '.join(info['files'])}  "
+              f"- {info['description']}")
+    return 0
+
+
+def cmd_runs(a) -> int:
+    from .store import RunStore
+    rows = RunStore().list()
+    if a.json:
+        print(json.dumps([{k: r[k] for k in ("id", "name", "status", "created")} for r in rows]))
+        return 0
+    for r in rows:
+        res = r["result"] or {}
+        acc = (res.get("continuous") or {}).get("accuracy")
+        print(f"{r['id']}  {r['status']:11s} {'' if acc is None else f'{acc:.3f}':6s} {r['name']}")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from .portable import PromptFileError, export_prompt
+    from .store import RunStore
+    try:
+        path = export_prompt(RunStore(), a.run_id, a.file)
+    except PromptFileError as e:
+        return _err(str(e))
+    print(path)
+    return 0
+
+
+def cmd_import(a) -> int:
+    from .portable import PromptFileError, import_prompt
+    from .store import RunStore
+    try:
+        rid = import_prompt(RunStore(), a.file, model=a.model)
+    except PromptFileError as e:
+        return _err(str(e))
+    print(rid)
+    return 0
+
+
+def cmd_fewshot(a) -> int:
+    from .backbone import ModelLoadError
+    from .experiment import USER_ERRORS
+    from .fewshot import SweepSpec, run_sweep, summarize
+    try:
+        spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
+                         ks=[int(x) for x in a.k.split(",")],
+                         seeds=[int(x) for x in a.seeds.split(",")],
+                         methods=a.methods.split(","), steps=a.steps, lr=a.lr,
+                         max_eval=a.max_eval, device=a.device)
+        rows = run_sweep(spec, callback=lambda e: print(
+            f"{e['method']:10s} k={e['k']:<3d} seed={e['seed']:<4d} acc={e['accuracy']:.4f}",
+            file=sys.stderr) if e.get("type") == "cell" else None)
+    except (ModelLoadError, *USER_ERRORS) as e:
+        return _err(str(e))
+    summary = summarize(rows)
+    if a.json:
+        print(json.dumps({"rows": rows, "summary": summary}))
+    else:
+        for s in summary:
+            print(f"{s['method']:10s} k={s['k']:<3d} {s['mean']:.4f} ± {s['std']:.4f} "
+                  f"(n={s['n']})")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ptuning_core",
+                                description="P-tuning Studio: continuous prompts for a frozen LM")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="evaluate a discrete template, P-tune the continuous one")
+    _add_run_args(r)
+    r.set_defaults(fn=cmd_run)
+    d = sub.add_parser("datasets", help="list the bundled datasets")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_datasets)
+    s = sub.add_parser("runs", help="list stored runs")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_runs)
+    e = sub.add_parser("export", help="export a run's learned prompt (safetensors + JSON)")
+    e.add_argument("run_id")
+    e.add_argument("file", help="output .safetensors path")
+    e.set_defaults(fn=cmd_export)
+    i = sub.add_parser("import", help="import a prompt file exported by this tool")
+    i.add_argument("file")
+    i.add_argument("--model", default=None, help="check it against this model")
+    i.set_defaults(fn=cmd_import)
+    f = sub.add_parser("fewshot", help="few-shot sweep: methods x k x seeds")
+    f.add_argument("--dataset", required=True, help="bundled classification dataset name")
+    f.add_argument("--template", help="default: the dataset's template with [P*4] before it")
+    f.add_argument("--model", default="default")
+    f.add_argument("--k", default="4,8,16")
+    f.add_argument("--seeds", default="13,21,42")
+    f.add_argument("--methods", default="discrete,ptuning,prompt-tuning,linear-probe")
+    f.add_argument("--steps", type=int, default=60)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--max-eval", type=int, default=200)
+    f.add_argument("--device", default="auto")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(fn=cmd_fewshot)
+    a = p.parse_args(argv)
+    return a.fn(a)

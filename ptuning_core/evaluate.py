@@ -1,0 +1,84 @@
+"""Evaluation: accuracy / precision@1, macro-F1, confusion matrix, per-example predictions."""
+from __future__ import annotations
+
+import torch
+
+from .model import PromptModel
+
+
+def _autocast(pm: PromptModel, amp: bool):
+    on = amp and pm.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else \
+        torch.autocast("cpu", enabled=False)
+
+
+def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32, amp: bool = True):
+    """Scores for each encoding, batched by length (sorted) under inference mode."""
+    order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+    out = [None] * len(encs)
+    with torch.inference_mode(), _autocast(pm, amp):
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            sc, _ = pm.scores(pm.collate([encs[i] for i in idx]))
+            sc = sc.float().cpu()
+            for j, i in enumerate(idx):
+                out[i] = sc[j]
+    return out
+
+
+def macro_f1(gold: list, pred: list, n_classes: int) -> float:
+    f1s = []
+    for c in range(n_classes):
+        tp = sum(1 for g, p in zip(gold, pred) if g == c and p == c)
+        fp = sum(1 for g, p in zip(gold, pred) if g != c and p == c)
+        fn = sum(1 for g, p in zip(gold, pred) if g == c and p != c)
+        if tp + fp + fn == 0:
+            continue
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return sum(f1s) / len(f1s) if f1s else 0.0
+
+
+def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_size: int = 32,
+             text_fields=None, amp: bool = True) -> dict:
+    labels = [str(ex[label_field]) for ex in examples]
+    gold = pm.gold_ids(labels)
+    tok = pm.backbone.tokenizer
+    text_fields = text_fields or pm.layout.template.fields
+    keep = [i for i, g in enumerate(gold) if g >= 0]
+    skipped = len(examples) - len(keep)
+    encs = pm.encode([examples[i] for i in keep])
+    scores = predict_scores(pm, encs, batch_size, amp)
+    preds = []
+    if pm.cverb is not None:
+        classes = pm.cverb.classes
+        C = len(classes)
+        confusion = [[0] * C for _ in range(C)]
+        gp = []
+        for j, i in enumerate(keep):
+            probs = torch.softmax(scores[j], -1)
+            p = int(probs.argmax())
+            confusion[gold[i]][p] += 1
+            gp.append((gold[i], p))
+            preds.append({"index": i, "text": " | ".join(str(examples[i].get(f, ""))
+                                                         for f in text_fields),
+                          "gold": labels[i], "pred": classes[p], "correct": p == gold[i],
+                          "probs": {c: round(float(probs[k]), 4) for k, c in enumerate(classes)}})
+        n = len(gp)
+        acc = sum(g == p for g, p in gp) / n if n else 0.0
+        f1 = macro_f1([g for g, _ in gp], [p for _, p in gp], C)
+        return {"accuracy": acc, "macro_f1": f1, "n": n, "skipped": skipped,
+                "classes": classes, "confusion": confusion, "predictions": preds}
+    correct = 0
+    for j, i in enumerate(keep):
+        lp = scores[j]
+        top = torch.topk(lp, 5)
+        p = int(top.indices[0])
+        ok = p == gold[i]
+        correct += ok
+        preds.append({"index": i, "text": " | ".join(str(examples[i].get(f, ""))
+                                                     for f in text_fields),
+                      "gold": labels[i], "pred": tok.decode([p]).strip(), "correct": bool(ok),
+                      "top5": [tok.decode([int(t)]).strip() for t in top.indices]})
+    n = len(keep)
+    return {"accuracy": correct / n if n else 0.0, "macro_f1": None, "n": n, "skipped": skipped,
+            "classes": None, "confusion": None, "predictions": preds}

@@ -1,0 +1,189 @@
+"""One experiment = evaluate the discrete template, train the continuous one, evaluate it, keep
+it. Shared by the CLI, the job queue and the app."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from . import data as D
+from .evaluate import evaluate
+from .model import PromptModel
+from .projections import discretize, drift, nearest_tokens
+from .registry import get_backbone
+from .store import RunStore
+from .template import TemplateError, parse, to_discrete
+from .train import ConfigError, TrainConfig, train
+from .verbalizer import Verbalizer, VerbalizerError
+
+USER_ERRORS = (D.DataError, TemplateError, VerbalizerError, ConfigError, ValueError)
+
+
+@dataclass
+class RunSpec:
+    template: str
+    train: str  # data reference: file path or bundled NAME:SPLIT
+    eval: str
+    verbalizer: Optional[dict] = None  # None: open vocabulary (precision@1)
+    model: str = "default"
+    discrete_template: Optional[str] = None
+    dev: Optional[str] = None
+    text_fields: Optional[list] = None  # None: the template's fields
+    label_field: str = "label"
+    shots: Optional[int] = None
+    device: str = "auto"
+    name: str = ""
+    max_eval: Optional[int] = None
+    train_cfg: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["train_cfg"] = self.train_cfg.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        d = dict(d)
+        d["train_cfg"] = TrainConfig(**d.get("train_cfg", {}))
+        return cls(**d)
+
+
+@dataclass
+class Prepared:
+    spec: RunSpec
+    verbalizer: Optional[Verbalizer]
+    train_rows: list
+    dev_rows: list
+    eval_rows: list
+    fields: list
+    warnings: list
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Parse and validate everything that does not need the model. Raises user errors."""
+    spec.train_cfg.validate()
+    tpl = parse(spec.template)
+    fields = list(spec.text_fields or tpl.fields)
+    dtpl = parse(spec.discrete_template) if spec.discrete_template else None
+    verb = Verbalizer.parse(spec.verbalizer) if spec.verbalizer is not None else None
+    classes = verb.classes if verb else None
+    warnings: list = []
+
+    def load(ref, role, min_classes=1):
+        ds = D.validate(D.load_ref(ref), fields, spec.label_field, classes,
+                        min_classes=min_classes)
+        warnings.extend(f"{role}: {w}" for w in ds.warnings)
+        return ds.rows
+
+    tpl.check_fields(fields)
+    if dtpl is not None:
+        dtpl.check_fields(fields)
+    train_rows = load(spec.train, "train", 2 if verb else 1)
+    eval_rows = load(spec.eval, "eval")
+    dev_rows = load(spec.dev, "dev") if spec.dev else []
+    if spec.shots:
+        tr, dv = D.sample_k_shot(train_rows, spec.shots, spec.train_cfg.seed, spec.label_field,
+                                 vocab=verb is None)
+        train_rows = tr
+        if not spec.dev:
+            dev_rows = dv
+    if spec.max_eval:
+        eval_rows = eval_rows[:spec.max_eval]
+    return Prepared(spec, verb, train_rows, dev_rows, eval_rows, fields, warnings)
+
+
+def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = None,
+                   stop: Optional[threading.Event] = None, store: Optional[RunStore] = None,
+                   run_id: Optional[str] = None, prepared: Optional[Prepared] = None) -> dict:
+    emit = callback or (lambda e: None)
+    prep = prepared or prepare(spec)
+    cfg = spec.train_cfg
+    bb = get_backbone(spec.model, spec.device)
+    emit({"type": "phase", "phase": "discrete"})
+    tpl = parse(spec.template)
+    dsrc = spec.discrete_template or to_discrete(tpl)
+    warnings = list(prep.warnings)
+    result: dict = {"model": spec.model, "kind": bb.kind, "device": str(bb.device),
+                    "label_space": "classes" if prep.verbalizer else "vocab",
+                    "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows)}
+    dpm = PromptModel(bb, dsrc, prep.verbalizer, "none", cfg.seed, prep.fields)
+    warnings += dpm.warnings
+    dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp)
+    result["discrete"] = {"template": dsrc, "accuracy": dres["accuracy"], "n": dres["n"],
+                          "skipped": dres["skipped"], "macro_f1": dres["macro_f1"]}
+    emit({"type": "discrete", "accuracy": dres["accuracy"]})
+    details = {"discrete": dres}
+    tensors = {}
+    result["continuous"] = None
+    result["nearest_tokens"] = []
+    result["train"] = None
+    status = "finished"
+    if tpl.has_pseudo:
+        pm = PromptModel(bb, spec.template, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields)
+        warnings += [w for w in pm.warnings if w not in warnings]
+        init = pm.encoder.base.detach().clone() if pm.encoder.kind != "none" else \
+            pm.encoder.embeddings.detach().clone()
+        pending: list = []
+        last_flush = [time.monotonic()]
+
+        def on_event(e):
+            if store is not None and run_id is not None and e["type"] in ("step", "eval"):
+                pending.append((e["step"], e.get("loss"), e.get("dev_accuracy")))
+                if time.monotonic() - last_flush[0] > 1.0 or e["type"] == "eval":
+                    store.log_steps(run_id, pending[:])
+                    pending.clear()
+                    last_flush[0] = time.monotonic()
+            emit(e)
+
+        emit({"type": "phase", "phase": "train"})
+        tr = train(pm, prep.train_rows, cfg, spec.label_field, prep.dev_rows or None,
+                   on_event, stop)
+        if store is not None and run_id is not None:
+            store.log_steps(run_id, pending)
+        status = "stopped" if tr.status == "stopped" else "finished"
+        emit({"type": "phase", "phase": "evaluate"})
+        cres = evaluate(pm, prep.eval_rows, spec.label_field, amp=cfg.amp)
+        emb = pm.prompt_embeddings().detach().float().cpu()
+        near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
+        result["continuous"] = {"template": spec.template, "accuracy": cres["accuracy"],
+                                "n": cres["n"], "skipped": cres["skipped"],
+                                "macro_f1": cres["macro_f1"]}
+        result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
+                           "seconds_per_step": round(tr.seconds_per_step, 4),
+                           "losses": [round(x, 5) for x in tr.losses],
+                           "dev": tr.dev, "status": tr.status, "path": tr.path,
+                           "trainable_parameters": tr.trainable_parameters}
+        result["nearest_tokens"] = [[{"token": t["token"], "cosine": t["cosine"]} for t in row]
+                                    for row in near]
+        result["drift"] = drift(emb, init.float().cpu())
+        result["init_tokens"] = [None if i is None else bb.tokenizer.decode([i])
+                                 for i in pm.layout.pseudo_init_ids]
+        result["discretized_template"] = discretize(pm.layout, near)
+        details["continuous"] = cres
+        tensors = {"prompt.safetensors": {"embeddings": emb, "init": init.float().cpu()},
+                   "encoder.safetensors": {k: v.float().cpu() for k, v in
+                                           pm.encoder.state_dict().items()}}
+        if tr.snapshots:
+            tensors["trajectory.safetensors"] = {f"step_{s:07d}": t for s, t in tr.snapshots}
+    result["warnings"] = warnings
+    result["status"] = status
+    if store is not None and run_id is not None:
+        result["run_dir"] = str(store.run_dir(run_id))
+        full = dict(result, details={k: {kk: vv for kk, vv in v.items()} for k, v in
+                                     details.items()})
+        store.finish(run_id, status, full, tensors)
+    return result
+
+
+def submit_and_run(spec: RunSpec, store: RunStore, owner: str = "cli", **kw) -> dict:
+    rid = store.create(spec.name or spec.template[:60], spec.to_dict(), owner, status="running")
+    try:
+        return run_experiment(spec, store=store, run_id=rid, **kw)
+    except BaseException as e:
+        store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+        raise

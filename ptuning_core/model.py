@@ -1,0 +1,353 @@
+"""The prompt model: splice pseudo embeddings into the frozen LM and score the label slot.
+
+Two paths give the same logits and gradients:
+* plain: the whole sequence goes through the LM every step;
+* fast (causal LMs): the tokens before the first pseudo token do not depend on the prompt, so
+  their keys/values are computed once (``PrefixCache``) and each step runs only the rest.
+Only the label slot goes through the LM head (plus the auxiliary-loss positions when it is on).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import Backbone
+from .encoder import PromptEncoder, initial_embeddings
+from .encoding import Encoded, compile_layout, encode
+from .verbalizer import CompiledVerbalizer, Verbalizer
+
+TEXT_ROLES = ("text", "field", "anchor")
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: Optional[torch.Tensor]
+    pseudo_idx: torch.Tensor
+    label_pos: torch.Tensor
+    text_mask: torch.Tensor  # positions holding real text (aux-loss targets)
+    first_pseudo: torch.Tensor  # per row, padded index of the first pseudo token (or L)
+
+
+def _cache_kwarg(module) -> str:
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _out_cache(out):
+    c = getattr(out, "cache", None)
+    return c if c is not None else getattr(out, "past_key_values", None)
+
+
+def _new_cache(layers):
+    from transformers import DynamicCache
+    c = DynamicCache()
+    for i, (k, v) in enumerate(layers):
+        c.update(k, v, i)
+    return c
+
+
+def _cache_layers(cache) -> list:
+    if hasattr(cache, "layers"):
+        return [(l.keys, l.values) for l in cache.layers]
+    return [(k, v) for k, v in cache]  # legacy tuples
+
+
+def masked_lm_head(model):
+    """The MLM head as a callable on hidden states (so only chosen positions are projected)."""
+    for name in ("cls", "lm_head", "predictions"):
+        m = getattr(model, name, None)
+        if isinstance(m, nn.Module):
+            return m
+    if hasattr(model, "vocab_projector"):  # DistilBERT
+        def head(h):
+            h = model.activation(model.vocab_transform(h))
+            return model.vocab_projector(model.vocab_layer_norm(h))
+        return head
+    if hasattr(model, "generator_lm_head"):  # ELECTRA generator
+        return lambda h: model.generator_lm_head(model.generator_predictions(h))
+    return None
+
+
+class PrefixCache:
+    """Keys/values of each example's frozen prefix (everything before the first pseudo token)."""
+
+    def __init__(self, layers, mask, lengths):
+        self.layers, self.mask, self.lengths = layers, mask, lengths
+
+    def rows(self, idx: torch.Tensor):
+        return [(k[idx], v[idx]) for k, v in self.layers], self.mask[idx], self.lengths[idx]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size()
+                   for k, v in self.layers)
+
+
+class PromptModel(nn.Module):
+    def __init__(self, backbone: Backbone, template, verbalizer: Optional[Verbalizer] = None,
+                 encoder: str = "lstm", seed: int = 13, fields=None):
+        super().__init__()
+        object.__setattr__(self, "backbone", backbone)  # frozen, shared: not a submodule
+        tok = backbone.tokenizer
+        self.layout = compile_layout(template, tok, backbone.kind, fields)
+        self.verbalizer = verbalizer
+        self.cverb: Optional[CompiledVerbalizer] = (verbalizer.compile(self.layout, tok)
+                                                    if verbalizer is not None else None)
+        self.encoder_type = encoder
+        self.seed = seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            base = initial_embeddings(backbone.embeddings, self.layout.pseudo_init_ids, gen)
+            self.encoder = PromptEncoder(base, encoder) if self.layout.n_pseudo else None
+        if self.encoder is not None:
+            self.encoder.to(backbone.device)
+        self._body = backbone.model.base_model
+        self._ckw = _cache_kwarg(self._body)
+        self._pos_ok = "position_ids" in inspect.signature(self._body.forward).parameters
+        if backbone.kind == "causal":
+            self._head = backbone.model.get_output_embeddings()
+        else:
+            self._head = masked_lm_head(backbone.model)
+        self._fixed_prompt: Optional[torch.Tensor] = None
+        if self.cverb is not None:
+            C, W = len(self.cverb.classes), len(self.cverb.word_ids)
+            M = torch.zeros(C, W)
+            for w, c in enumerate(self.cverb.word_class):
+                M[c, w] = 1.0
+            M = M / M.sum(1, keepdim=True)
+            self.register_buffer("_avg", M.to(backbone.device), persistent=False)
+            self.register_buffer("_first_ids", torch.tensor(
+                [w[0] for w in self.cverb.word_ids], device=backbone.device), persistent=False)
+
+    # ---- basic properties -------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.backbone.kind
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def warnings(self) -> list:
+        return list(self.layout.warnings) + (list(self.cverb.warnings) if self.cverb else [])
+
+    @property
+    def classes(self) -> Optional[list]:
+        return self.cverb.classes if self.cverb else None
+
+    def prompt_embeddings(self) -> Optional[torch.Tensor]:
+        if self._fixed_prompt is not None:
+            return self._fixed_prompt
+        return self.encoder() if self.encoder is not None else None
+
+    def set_fixed_prompt(self, emb: Optional[torch.Tensor]) -> None:
+        """Use stored embeddings instead of the encoder (inference without the encoder)."""
+        self._fixed_prompt = None if emb is None else emb.to(self.device, self.backbone.dtype)
+
+    # ---- encoding ----------------------------------------------------------------------
+    def encode(self, examples) -> list:
+        tok = self.backbone.tokenizer
+        return [encode(self.layout, ex, tok, self.backbone.max_length) for ex in examples]
+
+    def collate(self, encs: list) -> Batch:
+        pad = self.backbone.tokenizer.pad_token_id or 0
+        left = self.kind == "causal"
+        L = max(len(e.ids) for e in encs)
+        B = len(encs)
+        ids = torch.full((B, L), pad, dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        pidx = torch.full((B, L), -1, dtype=torch.long)
+        textm = torch.zeros((B, L), dtype=torch.bool)
+        lpos = torch.zeros(B, dtype=torch.long)
+        first = torch.full((B,), L, dtype=torch.long)
+        for b, e in enumerate(encs):
+            n = len(e.ids)
+            o = L - n if left else 0
+            ids[b, o:o + n] = torch.tensor(e.ids)
+            mask[b, o:o + n] = 1
+            pidx[b, o:o + n] = torch.tensor(e.pseudo_idx)
+            textm[b, o:o + n] = torch.tensor([r in TEXT_ROLES for r in e.roles])
+            lpos[b] = e.label_pos + o
+            if e.first_pseudo >= 0:
+                first[b] = e.first_pseudo + o
+        pos = (mask.cumsum(-1) - 1).clamp(min=0) if left else None
+        dev = self.device
+        nb = dev.type == "cuda"
+        to = (lambda t: None if t is None else t.pin_memory().to(dev, non_blocking=True)) if nb \
+            else (lambda t: None if t is None else t.to(dev))
+        return Batch(to(ids), to(mask), to(pos), to(pidx), to(lpos), to(textm), to(first))
+
+    # ---- forward pieces ----------------------------------------------------------------
+    def _embed(self, input_ids, pseudo_idx, prompt):
+        emb = F.embedding(input_ids, self.backbone.embeddings)
+        if prompt is not None and prompt.shape[0]:
+            sel = (pseudo_idx >= 0).unsqueeze(-1)
+            emb = torch.where(sel, prompt.to(emb.dtype)[pseudo_idx.clamp(min=0)], emb)
+        return emb
+
+    def _run_body(self, emb, mask, pos, cache=None, use_cache=False):
+        kw = {"inputs_embeds": emb, "attention_mask": mask}
+        if pos is not None and self._pos_ok:
+            kw["position_ids"] = pos
+        if self.kind == "causal":
+            kw["use_cache"] = use_cache
+            if cache is not None:
+                kw[self._ckw] = cache
+        out = self._body(**kw)
+        return out.last_hidden_state, (_out_cache(out) if use_cache else None)
+
+    def _logits(self, h):
+        if self._head is None:
+            raise RuntimeError("this masked model's LM head is not recognised")
+        return self._head(h).float()
+
+    def _class_scores(self, slot_logp, cache, mask, last_pos):
+        """(B, V) log-probs at the slot -> (B, C) class scores (mean log-prob of each class's words)."""
+        word_lp = slot_logp[:, self._first_ids]
+        if self.kind == "causal" and self.cverb.multi_token:
+            layers = _cache_layers(cache)
+            cols = []
+            for w, ids in enumerate(self.cverb.word_ids):
+                if len(ids) == 1:
+                    cols.append(word_lp[:, w])
+                    continue
+                B = slot_logp.shape[0]
+                t = torch.tensor(ids, device=self.device)
+                emb = F.embedding(t[:-1], self.backbone.embeddings).unsqueeze(0).expand(B, -1, -1)
+                n = len(ids) - 1
+                m2 = torch.cat([mask, torch.ones(B, n, dtype=mask.dtype, device=mask.device)], 1)
+                pos = last_pos.unsqueeze(1) + torch.arange(1, n + 1, device=self.device)
+                h, _ = self._run_body(emb, m2, pos, _new_cache(layers), use_cache=True)
+                lp = torch.log_softmax(self._logits(h), -1)  # (B, n, V)
+                cont = lp.gather(2, t[1:].view(1, n, 1).expand(B, n, 1)).squeeze(2)
+                cols.append(torch.cat([word_lp[:, w:w + 1], cont], 1).mean(1))
+            word_lp = torch.stack(cols, 1)
+        return word_lp @ self._avg.T
+
+    def _finish(self, h, lpos, cache, mask, last_pos):
+        hs = h[torch.arange(h.shape[0], device=h.device), lpos]
+        logp = torch.log_softmax(self._logits(hs), -1)
+        if self.cverb is None:
+            return logp
+        return self._class_scores(logp, cache, mask, last_pos)
+
+    def scores(self, batch: Batch, aux_generator: Optional[torch.Generator] = None):
+        """Plain path. Returns (scores, aux_loss or None): class scores (B, C), or (B, V)
+        vocabulary log-probs in open-vocabulary mode."""
+        prompt = self.prompt_embeddings()
+        ids = batch.input_ids
+        aux_targets = None
+        if aux_generator is not None and self.kind == "masked":
+            r = torch.rand(ids.shape, generator=aux_generator).to(ids.device)
+            pick = batch.text_mask & (r < 0.15)
+            aux_targets = torch.where(pick, ids, torch.full_like(ids, -100))
+            ids = torch.where(pick, torch.full_like(ids, self.backbone.tokenizer.mask_token_id), ids)
+        emb = self._embed(ids, batch.pseudo_idx, prompt)
+        multi = self.cverb is not None and self.cverb.multi_token and self.kind == "causal"
+        h, cache = self._run_body(emb, batch.attention_mask, batch.position_ids, use_cache=multi)
+        last_pos = batch.position_ids[:, -1] if batch.position_ids is not None else None
+        out = self._finish(h, batch.label_pos, cache, batch.attention_mask, last_pos)
+        aux = None
+        if aux_generator is not None:
+            if self.kind == "masked":
+                sel = aux_targets != -100
+                aux = (F.cross_entropy(self._logits(h[sel]), aux_targets[sel])
+                       if sel.any() else h.sum() * 0)
+            else:
+                aux = self._causal_aux(h, batch.input_ids, batch.text_mask, batch.first_pseudo)
+        return out, aux
+
+    def _causal_aux(self, h, ids, textm, first):
+        """Next-token loss on the text tokens that follow the first pseudo token (the only ones
+        whose prediction depends on the prompt)."""
+        L = ids.shape[1]
+        j = torch.arange(L - 1, device=ids.device).unsqueeze(0)
+        sel = textm[:, 1:] & (j >= first.unsqueeze(1))
+        if not sel.any():
+            return h.sum() * 0
+        return F.cross_entropy(self._logits(h[:, :-1][sel]), ids[:, 1:][sel])
+
+    # ---- fast path (causal) ------------------------------------------------------------
+    def fast_path_possible(self, encs) -> bool:
+        return (self.kind == "causal" and self.encoder is not None
+                and all(e.first_pseudo > 0 for e in encs))
+
+    def prefix_bytes(self, encs) -> int:
+        cfg = self.backbone.model.config
+        layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
+        heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads",
+                                                                      None) or getattr(cfg, "n_head", 1)
+        hd = getattr(cfg, "head_dim", None) or self.backbone.hidden_size // max(1, getattr(
+            cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1))
+        P = max(e.first_pseudo for e in encs)
+        el = self.backbone.embeddings.element_size()
+        return len(encs) * P * layers * 2 * heads * hd * el
+
+    @torch.no_grad()
+    def build_prefix_cache(self, encs, chunk: int = 64) -> PrefixCache:
+        P = max(e.first_pseudo for e in encs)
+        pad = self.backbone.tokenizer.pad_token_id or 0
+        layers, masks = None, []
+        for s in range(0, len(encs), chunk):
+            part = encs[s:s + chunk]
+            ids = torch.full((len(part), P), pad, dtype=torch.long)
+            mask = torch.zeros((len(part), P), dtype=torch.long)
+            for b, e in enumerate(part):
+                n = e.first_pseudo
+                ids[b, P - n:] = torch.tensor(e.ids[:n])
+                mask[b, P - n:] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            emb = F.embedding(ids, self.backbone.embeddings)
+            _, cache = self._run_body(emb, mask, pos, use_cache=True)
+            got = _cache_layers(cache)
+            if layers is None:
+                layers = [([k], [v]) for k, v in got]
+            else:
+                for (ks, vs), (k, v) in zip(layers, got):
+                    ks.append(k)
+                    vs.append(v)
+            masks.append(mask)
+        layers = [(torch.cat(ks), torch.cat(vs)) for ks, vs in layers]
+        lengths = torch.tensor([e.first_pseudo for e in encs], device=self.device)
+        return PrefixCache(layers, torch.cat(masks), lengths)
+
+    def fast_scores(self, encs: list, prefix: PrefixCache, rows: torch.Tensor,
+                    aux: bool = False):
+        """Fast path for the examples ``encs`` whose prefixes are rows ``rows`` of ``prefix``."""
+        layers, pmask, plen = prefix.rows(rows)
+        rem = [Encoded(e.ids[e.first_pseudo:], e.roles[e.first_pseudo:],
+                       e.pseudo_idx[e.first_pseudo:], e.label_pos - e.first_pseudo)
+               for e in encs]
+        b = self.collate(rem)
+        pos = plen.unsqueeze(1) + b.position_ids
+        mask = torch.cat([pmask, b.attention_mask], 1)
+        emb = self._embed(b.input_ids, b.pseudo_idx, self.prompt_embeddings())
+        multi = self.cverb is not None and self.cverb.multi_token
+        h, cache = self._run_body(emb, mask, pos, _new_cache(layers), use_cache=multi)
+        out = self._finish(h, b.label_pos, cache, mask, pos[:, -1])
+        aux_loss = self._causal_aux(h, b.input_ids, b.text_mask, b.first_pseudo) if aux else None
+        return out, aux_loss
+
+    # ---- targets -----------------------------------------------------------------------
+    def gold_ids(self, labels: list) -> list:
+        """Class index per label (classification) or the gold token id / -1 if the gold word is
+        not a single token (open vocabulary)."""
+        if self.cverb is not None:
+            idx = {c: i for i, c in enumerate(self.cverb.classes)}
+            return [idx[str(l)] for l in labels]
+        from .encoding import label_token_ids
+        out = []
+        for l in labels:
+            ids = label_token_ids(self.layout, self.backbone.tokenizer, str(l))
+            out.append(ids[0] if len(ids) == 1 else -1)
+        return out

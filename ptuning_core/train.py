@@ -1,0 +1,170 @@
+"""The training loop: AdamW on the prompt encoder only; emits events; honours a stop flag."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .evaluate import _autocast, evaluate
+from .model import PromptModel
+
+LIMITS = {"steps": (1, 100000), "lr": (1e-6, 1.0), "batch_size": (1, 512),
+          "aux_weight": (0.0, 10.0), "eval_every": (0, 100000), "patience": (0, 1000),
+          "clip": (0.0, 1000.0), "snapshot_every": (0, 100000)}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    lr: float = 3e-3
+    batch_size: int = 8
+    seed: int = 13
+    encoder: str = "lstm"
+    aux_weight: float = 0.0
+    eval_every: int = 0  # 0: no dev evaluation during training
+    patience: int = 0  # evaluations without improvement before stopping early (0: never)
+    clip: float = 1.0
+    weight_decay: float = 0.0
+    fast: bool = True  # prefix cache for causal LMs
+    prefix_cache_mb: int = 1024
+    amp: bool = True  # bf16 autocast on CUDA
+    snapshot_every: int = 10  # store pseudo embeddings every N steps (0: never)
+
+    def validate(self) -> "TrainConfig":
+        for name, (lo, hi) in LIMITS.items():
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v) \
+                    or not lo <= v <= hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {v}")
+        if self.encoder not in ("lstm", "mlp", "none"):
+            raise ConfigError(f"encoder must be lstm, mlp or none, got '{self.encoder}'")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | stopped | early-stopped
+    steps: int
+    seconds: float
+    losses: list
+    dev: list = field(default_factory=list)  # (step, metric)
+    snapshots: list = field(default_factory=list)  # (step, tensor m x d)
+    path: str = "plain"
+    trainable_parameters: int = 0
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / self.steps if self.steps else 0.0
+
+
+def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = "label",
+          dev: Optional[list] = None, callback: Optional[Callable[[dict], None]] = None,
+          stop: Optional[threading.Event] = None) -> TrainResult:
+    cfg.validate()
+    emit = callback or (lambda e: None)
+    if pm.encoder is None:
+        raise ConfigError("the template has no pseudo token: there is nothing to train")
+    gold_all = pm.gold_ids([str(ex[label_field]) for ex in examples])
+    keep = [i for i, g in enumerate(gold_all) if g >= 0]
+    if not keep:
+        raise ConfigError("no training example has a usable label (in open-vocabulary mode the "
+                          "gold word must be a single token)")
+    examples = [examples[i] for i in keep]
+    gold = torch.tensor([gold_all[i] for i in keep], device=pm.device)
+    encs = pm.encode(examples)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    aux_gen = torch.Generator().manual_seed(cfg.seed + 1) if cfg.aux_weight > 0 else None
+
+    prefix, path = None, "plain"
+    if cfg.fast and pm.fast_path_possible(encs):
+        if pm.prefix_bytes(encs) <= cfg.prefix_cache_mb * 2 ** 20:
+            prefix, path = pm.build_prefix_cache(encs), "fast"
+        else:
+            path = "fast-recompute"
+
+    pm.encoder.train()
+    params = [p for p in pm.encoder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(encs)
+    bs = min(cfg.batch_size, n)
+    order = torch.randperm(n, generator=gen)
+    cursor = 0
+    losses, devs, snaps = [], [], []
+    best, best_state, bad = -1.0, None, 0
+    status = "finished"
+    emit({"type": "start", "steps": cfg.steps, "path": path, "n_train": n,
+          "trainable_parameters": sum(p.numel() for p in params)})
+    if cfg.snapshot_every:
+        snaps.append((0, pm.prompt_embeddings().detach().float().cpu().clone()))
+    t0 = time.perf_counter()
+    step = 0
+    for step in range(1, cfg.steps + 1):
+        if stop is not None and stop.is_set():
+            status, step = "stopped", step - 1
+            break
+        if cursor + bs > n:
+            order, cursor = torch.randperm(n, generator=gen), 0
+        rows = order[cursor:cursor + bs]
+        cursor += bs
+        benc = [encs[int(i)] for i in rows]
+        with _autocast(pm, cfg.amp):
+            if path == "plain":
+                sc, aux = pm.scores(pm.collate(benc), aux_gen)
+            else:
+                pc = prefix if prefix is not None else pm.build_prefix_cache(benc)
+                r = rows.to(pm.device) if prefix is not None else torch.arange(len(benc),
+                                                                                 device=pm.device)
+                sc, aux = pm.fast_scores(benc, pc, r, aux=aux_gen is not None)
+            g = gold[rows.to(pm.device)]
+            loss = F.cross_entropy(sc.float(), g) if pm.cverb is not None else \
+                F.nll_loss(sc.float(), g)
+            total = loss + cfg.aux_weight * aux if aux is not None else loss
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+        opt.step()
+        lv = float(loss.detach())  # the one host sync per step: the logged loss
+        losses.append(lv)
+        elapsed = time.perf_counter() - t0
+        emit({"type": "step", "step": step, "steps": cfg.steps, "loss": lv,
+              "aux": float(aux.detach()) if aux is not None else None, "seconds": elapsed})
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))
+        if dev and cfg.eval_every and step % cfg.eval_every == 0:
+            pm.encoder.eval()
+            m = evaluate(pm, dev, label_field, amp=cfg.amp)["accuracy"]
+            pm.encoder.train()
+            devs.append((step, m))
+            emit({"type": "eval", "step": step, "dev_accuracy": m})
+            if m > best:
+                best, bad = m, 0
+                best_state = {k: v.detach().clone() for k, v in pm.encoder.state_dict().items()}
+            else:
+                bad += 1
+                if cfg.patience and bad >= cfg.patience:
+                    status = "early-stopped"
+                    break
+    seconds = time.perf_counter() - t0
+    if best_state is not None:
+        pm.encoder.load_state_dict(best_state)  # keep the best dev checkpoint
+    pm.encoder.eval()
+    if cfg.snapshot_every and (not snaps or snaps[-1][0] != step):
+        snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))
+    res = TrainResult(status, len(losses), seconds, losses, devs, snaps, path,
+                      sum(p.numel() for p in params))
+    emit({"type": "end", "status": status, "steps": len(losses), "seconds": seconds})
+    return res

@@ -1,0 +1,258 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ptuning_core.encoding import compile_layout, encode, token_strip
+from ptuning_core.evaluate import evaluate
+from ptuning_core.model import PromptModel
+from ptuning_core.train import ConfigError, TrainConfig, train
+from ptuning_core.verbalizer import Verbalizer, VerbalizerError
+from tiny import tiny_causal, tiny_masked
+
+V2 = Verbalizer.parse({"0": ["terrible"], "1": ["great"]})
+EX = [{"sentence": s, "label": l} for s, l in [
+    ("the movie was good", "1"), ("the film was bad", "0"), ("i loved the story", "1"),
+    ("the plot was boring", "0"), ("really fun", "1"), ("i hated the acting", "0"),
+    ("a nice film", "1"), ("the movie was not good , really awful", "0")]]
+
+
+@pytest.fixture(params=["llama", "gpt2"])
+def causal(request):
+    return tiny_causal(request.param)
+
+
+@pytest.fixture(params=["bert", "distilbert"])
+def masked(request):
+    return tiny_masked(request.param)
+
+
+def test_splice_puts_prompt_embeddings_at_pseudo_positions(causal):
+    pm = PromptModel(causal, "{sentence} [P*3] it was [MASK]", V2)
+    encs = pm.encode(EX[:3])
+    b = pm.collate(encs)
+    P = pm.prompt_embeddings()
+    emb = pm._embed(b.input_ids, b.pseudo_idx, P)
+    for row in range(3):
+        cols = (b.pseudo_idx[row] >= 0).nonzero().flatten()
+        assert len(cols) == 3
+        assert torch.equal(emb[row, cols], P)
+        other = (b.pseudo_idx[row] < 0).nonzero().flatten()
+        assert torch.equal(emb[row, other], causal.embeddings[b.input_ids[row, other]])
+
+
+def test_roles_and_whitespace(causal):
+    lay = compile_layout("{sentence} [P:it] [A:!] was [MASK]", causal.tokenizer, "causal")
+    strip = token_strip(lay, {"sentence": "the movie"}, causal.tokenizer)
+    assert [t["role"] for t in strip] == ["field", "field", "pseudo", "anchor", "text", "mask"]
+    assert strip[1]["token"] == " movie" and strip[4]["token"] == " was"
+    # the label word carries the space before [MASK] ('Ġgreat'), the init word too
+    assert lay.mask_space_before and lay.pseudo_init_ids == [causal.tokenizer.convert_tokens_to_ids("Ġit")]
+
+
+def test_gradient_reaches_only_the_encoder(causal):
+    pm = PromptModel(causal, "{sentence} [P*2] it was [MASK]", V2, "lstm")
+    sc, _ = pm.scores(pm.collate(pm.encode(EX[:4])))
+    F.cross_entropy(sc, torch.tensor([1, 0, 1, 0])).backward()
+    assert all(p.grad is None for p in causal.model.parameters())
+    grads = [p.grad for p in pm.encoder.parameters() if p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_word_init_starts_exactly_at_the_word(causal):
+    for enc in ("lstm", "mlp", "none"):
+        pm = PromptModel(causal, "{sentence} [P:it] [P:was] [MASK]", V2, enc)
+        E = causal.embeddings
+        ids = causal.tokenizer(" it was", add_special_tokens=False)["input_ids"]
+        assert torch.allclose(pm.prompt_embeddings(), E[ids])
+
+
+def _full_logprob(bb, ids_or_emb, target_pos):
+    out = bb.model(inputs_embeds=ids_or_emb) if ids_or_emb.dim() == 3 else bb.model(ids_or_emb)
+    return torch.log_softmax(out.logits[0, target_pos], -1)
+
+
+def test_causal_label_slot_is_the_position_before_the_label_word(causal):
+    """Scores equal the log-probability the LM gives the label word when it is appended."""
+    pm = PromptModel(causal, "{sentence} [P*2] it was [MASK]", V2)
+    enc = pm.encode(EX[:1])[0]
+    b = pm.collate([enc])
+    emb = pm._embed(b.input_ids, b.pseudo_idx, pm.prompt_embeddings())
+    sc, _ = pm.scores(b)
+    for ci, word in enumerate(["terrible", "great"]):
+        wid = causal.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        assert len(wid) == 1
+        full = torch.cat([emb, causal.embeddings[wid].unsqueeze(0)], 1)
+        lp = _full_logprob(causal, full, full.shape[1] - 2)[wid[0]]
+        assert torch.allclose(sc[0, ci], lp, atol=1e-5)
+        # the classic off-by-one (reading the logits at the label word itself) differs
+        wrong = _full_logprob(causal, full, full.shape[1] - 1)[wid[0]]
+        assert not torch.allclose(sc[0, ci], wrong, atol=1e-4)
+
+
+def test_multi_token_label_word_is_mean_teacher_forced_logprob(causal):
+    verb = Verbalizer.parse({"0": ["not good"], "1": ["very good", "great"]})
+    pm = PromptModel(causal, "{sentence} [P] it was [MASK]", verb)
+    assert pm.cverb.multi_token
+    encs = pm.encode(EX[:3])
+    b = pm.collate(encs)  # mixed lengths: left padding in play
+    sc, _ = pm.scores(b)
+    for row, enc in enumerate(encs):
+        emb = pm._embed(torch.tensor([enc.ids]), torch.tensor([enc.pseudo_idx]),
+                        pm.prompt_embeddings())
+
+        def word_lp(word):
+            wid = causal.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+            full = torch.cat([emb, causal.embeddings[wid].unsqueeze(0)], 1)
+            logits = causal.model(inputs_embeds=full).logits[0]
+            n = emb.shape[1]
+            return torch.stack([torch.log_softmax(logits[n - 1 + j], -1)[t]
+                                for j, t in enumerate(wid)]).mean()
+        assert torch.allclose(sc[row, 0], word_lp("not good"), atol=1e-4)
+        assert torch.allclose(sc[row, 1], (word_lp("very good") + word_lp("great")) / 2, atol=1e-4)
+
+
+@pytest.mark.parametrize("tpl", ["{sentence} [P*3] it was [MASK]",
+                                 "the {sentence} [P:it] [P] {sentence} was [MASK]"])
+def test_fast_path_equals_plain_logits_and_gradients(causal, tpl):
+    verb = Verbalizer.parse({"0": ["terrible"], "1": ["great", "very good"]})
+    pm = PromptModel(causal, tpl, verb, "lstm")
+    encs = pm.encode(EX)  # mixed lengths
+    rows = torch.tensor([5, 0, 7, 2])
+    benc = [encs[i] for i in rows]
+    gold = torch.tensor([0, 1, 0, 0])
+
+    def grads(fn):
+        pm.encoder.zero_grad()
+        sc, aux = fn()
+        (F.cross_entropy(sc, gold) + 0.5 * aux).backward()
+        return sc.detach(), [p.grad.clone() for p in pm.encoder.parameters()]
+    gen = torch.Generator().manual_seed(0)
+    s1, g1 = grads(lambda: pm.scores(pm.collate(benc), gen))
+    prefix = pm.build_prefix_cache(encs)
+    s2, g2 = grads(lambda: pm.fast_scores(benc, prefix, rows, aux=True))
+    assert torch.allclose(s1, s2, atol=1e-4)
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_masked_label_slot_is_the_mask_position(masked):
+    pm = PromptModel(masked, "{sentence} [P*2] it was [MASK] .", V2)
+    encs = pm.encode(EX[:3])
+    b = pm.collate(encs)
+    sc, _ = pm.scores(b)
+    ids = [masked.tokenizer.convert_tokens_to_ids(w) for w in ("terrible", "great")]
+    for row, enc in enumerate(encs):
+        assert enc.roles[0] == "special" and enc.roles[-1] == "special"
+        assert enc.ids[enc.label_pos] == masked.tokenizer.mask_token_id
+        emb = pm._embed(torch.tensor([enc.ids]), torch.tensor([enc.pseudo_idx]),
+                        pm.prompt_embeddings())
+        lp = torch.log_softmax(masked.model(inputs_embeds=emb).logits[0, enc.label_pos], -1)
+        assert torch.allclose(sc[row], lp[ids], atol=1e-5)
+
+
+def test_masked_multi_token_word_uses_first_piece_with_warning(masked):
+    verb = Verbalizer.parse({"0": ["terrible"], "1": ["terrific"]})
+    pm = PromptModel(masked, "{sentence} it was [MASK] .", verb)
+    assert any("first piece" in w for w in pm.warnings)
+
+
+def test_verbalizer_refuses_collisions_and_unknown_words(causal, masked):
+    lay = compile_layout("{sentence} [MASK]", causal.tokenizer, "causal")
+    with pytest.raises(VerbalizerError, match="same token"):
+        Verbalizer.parse({"a": ["great"], "b": ["great"]}).compile(lay, causal.tokenizer)
+    lay = compile_layout("{sentence} [MASK]", masked.tokenizer, "masked")
+    with pytest.raises(VerbalizerError, match="cannot be encoded"):
+        Verbalizer.parse({"a": ["zzzqqq"], "b": ["great"]}).compile(lay, masked.tokenizer)
+    with pytest.raises(VerbalizerError, match="JSON"):
+        Verbalizer.parse("{not json")
+    with pytest.raises(VerbalizerError, match="two classes"):
+        Verbalizer.parse({"a": ["x"]})
+
+
+@pytest.mark.parametrize("factory,tpl", [(tiny_causal, "{sentence} [P*3] it was [MASK]"),
+                                         (tiny_masked, "{sentence} [P*3] it was [MASK] .")])
+@pytest.mark.parametrize("encoder", ["lstm", "none"])
+def test_loss_falls_on_a_toy_task(factory, tpl, encoder):
+    """Every example gets the class the untrained prompt likes least: the prompt alone must
+    learn to prefer its label word."""
+    bb = factory()
+    pm = PromptModel(bb, tpl, V2, encoder, seed=1)
+    ones = [{"sentence": e["sentence"], "label": "1"} for e in EX]
+    target = "0" if evaluate(pm, ones)["accuracy"] >= 0.5 else "1"
+    data = [{"sentence": e["sentence"], "label": target} for e in EX]
+    assert evaluate(pm, data)["accuracy"] <= 0.5
+    events = []
+    r = train(pm, data, TrainConfig(steps=30, lr=5e-2, batch_size=4, encoder=encoder),
+              callback=events.append)
+    assert r.losses[-1] < 0.5 * r.losses[0]
+    assert [e["type"] for e in events][0] == "start" and events[-1]["type"] == "end"
+    assert sum(e["type"] == "step" for e in events) == 30
+    assert evaluate(pm, data)["accuracy"] == 1.0
+
+
+def test_training_is_reproducible_on_cpu():
+    runs = []
+    for _ in range(2):
+        bb = tiny_causal()
+        pm = PromptModel(bb, "{sentence} [P*2] it was [MASK]", V2, "lstm", seed=7)
+        runs.append(train(pm, EX, TrainConfig(steps=5, lr=1e-2, batch_size=3, seed=7)).losses)
+    assert runs[0] == runs[1]
+
+
+def test_stop_flag_ends_the_run_within_one_step():
+    import threading
+    bb = tiny_causal()
+    pm = PromptModel(bb, "{sentence} [P*2] it was [MASK]", V2)
+    stop = threading.Event()
+
+    def cb(e):
+        if e["type"] == "step" and e["step"] == 3:
+            stop.set()
+    r = train(pm, EX, TrainConfig(steps=50, batch_size=2), callback=cb, stop=stop)
+    assert r.status == "stopped" and r.steps == 3
+
+
+def test_dev_eval_and_early_stopping():
+    bb = tiny_causal()
+    pm = PromptModel(bb, "{sentence} [P*2] it was [MASK]", V2)
+    events = []
+    r = train(pm, EX, TrainConfig(steps=40, batch_size=2, eval_every=2, patience=2),
+              dev=EX[:4], callback=events.append)
+    assert r.dev and all(e["type"] != "eval" or 0 <= e["dev_accuracy"] <= 1 for e in events)
+    assert r.status in ("early-stopped", "finished")
+    assert len(r.dev) == sum(e["type"] == "eval" for e in events)
+
+
+def test_aux_loss_for_both_kinds():
+    for bb, tpl in [(tiny_causal(), "{sentence} [P*2] it was [MASK]"),
+                    (tiny_masked(), "{sentence} [P*2] it was [MASK] .")]:
+        pm = PromptModel(bb, tpl, V2)
+        r = train(pm, EX, TrainConfig(steps=3, batch_size=4, aux_weight=0.5))
+        assert all(torch.isfinite(torch.tensor(r.losses)))
+
+
+def test_open_vocabulary_mode(causal):
+    pm = PromptModel(causal, "the capital of {subject} is [P*2] [MASK]", None)
+    data = [{"subject": "france", "label": "paris"}, {"subject": "germany", "label": "berlin"},
+            {"subject": "italy", "label": "rome madrid"}]
+    res = evaluate(pm, data)
+    assert res["skipped"] == 1 and res["n"] == 2 and "top5" in res["predictions"][0]
+    r = train(pm, data[:2] * 3, TrainConfig(steps=25, lr=3e-2, batch_size=2))
+    assert r.losses[-1] < r.losses[0]
+
+
+def test_config_limits():
+    with pytest.raises(ConfigError, match="steps"):
+        TrainConfig(steps=0).validate()
+    with pytest.raises(ConfigError, match="lr"):
+        TrainConfig(lr=float("nan")).validate()
+    with pytest.raises(ConfigError, match="encoder"):
+        TrainConfig(encoder="gru").validate()
+
+
+def test_truncation_keeps_template_and_label_slot(causal):
+    pm = PromptModel(causal, "{sentence} [P*2] it was [MASK]", V2)
+    long = {"sentence": " ".join(["the movie"] * 200), "label": "1"}
+    enc = pm.encode([long])[0]
+    assert enc.truncated and len(enc.ids) <= causal.max_length
+    assert enc.roles[-2:] == ["text", "text"] and enc.roles.count("pseudo") == 2
