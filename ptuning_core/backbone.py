@@ -177,8 +177,18 @@ def default_cache_dir() -> Path:
     return paths.models_dir() / DEFAULT_CACHE_NAME
 
 
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - cosmetic only
+        pass
+
+
 def load_backbone(name: str = DEFAULT_MODEL, device: str = "auto") -> Backbone:
     """Load a frozen LM. Raises ModelLoadError with one sentence on any failure."""
+    _quiet_transformers()
     name = (name or DEFAULT_MODEL).strip()
     dev = resolve_device(device)
     t0 = time.perf_counter()

@@ -209,6 +209,17 @@ def cmd_fewshot(a) -> int:
     return 0
 
 
+def cmd_warmup(a) -> int:
+    from .backbone import ModelLoadError, load_backbone
+    try:
+        bb = load_backbone(a.model, a.device)
+    except ModelLoadError as e:
+        return _err(str(e))
+    print(f"{a.model}: {bb.kind} LM, {bb.n_parameters / 1e6:.0f}M parameters, loaded from "
+          f"{bb.source} in {bb.load_seconds:.1f}s on {bb.device}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ptuning_core",
                                 description="P-tuning Studio: continuous prompts for a frozen LM")
@@ -243,5 +254,9 @@ def main(argv=None) -> int:
     f.add_argument("--device", default="auto")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_fewshot)
+    w = sub.add_parser("warmup", help="load a model once (builds the default model's cache)")
+    w.add_argument("--model", default="default")
+    w.add_argument("--device", default="auto")
+    w.set_defaults(fn=cmd_warmup)
     a = p.parse_args(argv)
     return a.fn(a)

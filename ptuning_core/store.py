@@ -46,7 +46,7 @@ def _atomic_save(tensors: dict, path: Path, metadata: Optional[dict] = None) -> 
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp,
                   metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
@@ -61,8 +61,12 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite"
         self._lock = threading.Lock()
-        with self._conn() as c:
+        c = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            c.execute("PRAGMA journal_mode=WAL")
             c.executescript(SCHEMA)
+        finally:
+            c.close()
         self.recover()
 
     def _conn(self):

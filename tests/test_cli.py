@@ -1,0 +1,102 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VERB = '{"negative": ["terrible"], "positive": ["great"]}'
+
+
+def cli(*args, env=None, timeout=600):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "ptuning_core", *args], cwd=ROOT, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.real
+def test_cli_run_on_the_default_model_returns_the_json_contract(tmp_path, default_backbone):
+    out = tmp_path / "out"
+    r = cli("run", "--model", "default", "--train", "sentiment:train", "--eval", "sentiment:test",
+            "--template", "{sentence} [P*4] It was [MASK]", "--verbalizer", VERB,
+            "--shots", "4", "--steps", "6", "--max-eval", "24", "--seed", "21",
+            "--out", str(out), "--json", env={"PTUNING_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["model"] == "default" and res["kind"] == "causal" and res["device"] == "cpu"
+    assert res["discrete"]["template"] == "{sentence} It was [MASK]"
+    assert res["discrete"]["n"] == 24 and 0 <= res["discrete"]["accuracy"] <= 1
+    assert res["continuous"]["template"] == "{sentence} [P*4] It was [MASK]"
+    tr = res["train"]
+    assert tr["steps"] == 6 and len(tr["losses"]) == 6 and tr["seconds_per_step"] > 0
+    assert tr["trainable_parameters"] > 0 and tr["path"] == "fast"
+    assert len(res["nearest_tokens"]) == 4 and {"token", "cosine"} <= set(res["nearest_tokens"][0][0])
+    assert Path(res["run_dir"]).is_dir() and (out / "prompt.safetensors").is_file()
+    assert "6/6" in r.stderr  # progress bar on stderr, not in the JSON line
+    # the run is in the store
+    r2 = cli("runs", "--json", env={"PTUNING_HOME": str(tmp_path / "home")})
+    assert json.loads(r2.stdout)[0]["status"] == "finished"
+
+
+@pytest.mark.real
+def test_cli_open_vocabulary_probe(tmp_path, default_backbone):
+    r = cli("run", "--train", "facts-capital:train", "--eval", "facts-capital:test",
+            "--template", "The capital of {subject} is [P*2] [MASK]", "--label-space", "vocab",
+            "--label-field", "object", "--steps", "2", "--max-eval", "10", "--json",
+            env={"PTUNING_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["label_space"] == "vocab" and res["discrete"]["n"] + res["discrete"]["skipped"] == 10
+
+
+@pytest.mark.parametrize("content,name,needle", [
+    (b"", "e.csv", "is empty"),
+    (b"sentence,label\n", "h.csv", "no data rows"),
+    (b"text,label\nhello,positive\n", "m.csv", "no column 'sentence'"),
+    (b"sentence,label\nhello,neutral\n", "l.csv", "not one of the verbalizer's classes"),
+    (b"sentence,label\n\xff\xfe bad,positive\n", "u.csv", "not UTF-8"),
+    (b"sentence,label\na,b,c\n", "r.csv", "has 3 fields"),
+    (b"sentence,label\ngood,positive\nfine,positive\n", "o.csv", "training needs examples"),
+])
+def test_cli_bad_files_give_one_line_and_exit_2(tmp_path, content, name, needle):
+    f = tmp_path / name
+    f.write_bytes(content)
+    r = cli("run", "--train", str(f), "--eval", str(f), "--template",
+            "{sentence} [P] It was [MASK]", "--verbalizer", VERB)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--template", "{sentence} It was"], "needs one [MASK]"),
+    (["--template", "{review} [MASK]"], "no column 'review'"),
+    (["--template", "{sentence} [MASK]", "--steps", "0"], "steps must be"),
+    (["--template", "{sentence} [MASK]", "--train", "nosuch:train"], "no such file"),
+    (["--template", "{sentence} [MASK]", "--train", "sentiment:nosplit"], "no split"),
+])
+def test_cli_bad_arguments(args, needle):
+    base = {"--train": "sentiment:train", "--eval": "sentiment:test"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    flat = [x for kv in base.items() for x in kv]
+    r = cli("run", *flat, "--verbalizer", VERB)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_unknown_model_is_one_sentence_offline(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("sentence,label\ngood,positive\nbad,negative\n")
+    r = cli("run", "--model", "nobody/no-such-model", "--train", str(f), "--eval", str(f),
+            "--template", "{sentence} [MASK]", "--verbalizer", VERB, timeout=60,
+            env={"HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2 and "not in the local cache" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_datasets_lists_bundled():
+    r = cli("datasets", "--json")
+    m = json.loads(r.stdout)
+    assert {"sentiment", "topics", "pairs", "facts-capital"} <= set(m)

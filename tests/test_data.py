@@ -1,0 +1,93 @@
+import collections
+
+import pytest
+
+from ptuning_core import data as D
+from ptuning_core.template import parse
+
+
+@pytest.mark.parametrize("name", D.list_datasets())
+def test_every_bundled_file(name):
+    info = D.dataset_info(name)
+    lf, fields = info["label_field"], info["fields"]
+    texts = {}
+    for split, path in info["files"].items():
+        ds = D.validate(D.load_file(D.DATA_DIR / path), fields, lf, info["classes"])
+        assert len(ds.rows) == len(D.load_file(D.DATA_DIR / path).rows), "duplicate rows"
+        for r in ds.rows:
+            assert all(r[f].strip() for f in fields) and r[lf].strip()
+            key = tuple(r[f] for f in fields)
+            assert key not in texts or texts[key] == split, f"{key} in {texts.get(key)} and {split}"
+            texts[key] = split
+        if info["label_space"] == "classes":
+            counts = collections.Counter(r[lf] for r in ds.rows)
+            assert set(counts) == set(info["classes"])
+            assert max(counts.values()) <= 1.1 * min(counts.values()), counts
+        else:
+            assert all(len(r[lf].split()) == 1 for r in ds.rows)
+    for kind in ("causal", "masked"):
+        parse(info["templates"][kind], fields=fields)
+        assert parse(info["ptuning_templates"][kind], fields=fields).has_pseudo
+    assert info["description"]
+
+
+def test_sizes_required_by_the_spec():
+    def n(name):
+        return sum(len(D.load_ref(f"{name}:{s}")) for s in D.dataset_info(name)["files"])
+    assert n("sentiment") >= 400 and n("topics") >= 400 and n("pairs") >= 300
+    facts = [d for d in D.list_datasets() if d.startswith("facts-")]
+    assert len(facts) >= 5 and all(n(f) >= 120 for f in facts)
+    assert "[A:" in D.dataset_info("pairs")["templates"]["masked"]
+
+
+def test_k_shot_is_deterministic_disjoint_and_balanced():
+    rows = D.load_ref("sentiment:train").rows
+    a_tr, a_dv = D.sample_k_shot(rows, 8, 13)
+    b_tr, b_dv = D.sample_k_shot(rows, 8, 13)
+    assert a_tr == b_tr and a_dv == b_dv
+    c_tr, _ = D.sample_k_shot(rows, 8, 21)
+    assert c_tr != a_tr
+    assert collections.Counter(r["label"] for r in a_tr) == {"negative": 8, "positive": 8}
+    assert not {r["sentence"] for r in a_tr} & {r["sentence"] for r in a_dv}
+    facts = D.load_ref("facts-capital:train").rows
+    tr, dv = D.sample_k_shot(facts, 5, 13, "object", vocab=True)
+    assert len(tr) == 5 and len(dv) == 5
+    with pytest.raises(D.DataError, match="needs"):
+        D.sample_k_shot(rows, 1000, 13)
+
+
+def test_user_files_csv_tsv_jsonl_and_mapping(tmp_path):
+    (tmp_path / "a.tsv").write_text("text\ty\nnice one\t1\nawful\t0\n")
+    ds = D.validate(D.load_file(tmp_path / "a.tsv"), ["sentence"], "label", ["0", "1"],
+                    mapping={"sentence": "text", "label": "y"})
+    assert ds.rows[0]["sentence"] == "nice one" and ds.rows[0]["label"] == "1"
+    (tmp_path / "b.jsonl").write_text('{"sentence": "ok", "label": 1}\n{"sentence": "no", "label": 0.0}\n')
+    ds = D.validate(D.load_file(tmp_path / "b.jsonl"), ["sentence"], "label", ["0", "1"])
+    assert [r["label"] for r in ds.rows] == ["1", "0"]  # normalised to strings
+
+
+@pytest.mark.parametrize("raw,name,needle", [
+    (b"\x00\x01\x02binary", "x.csv", "binary"),
+    (b"sentence,label\n", "x.csv", "no data rows"),
+    (b'{"a": 1}\nnot json\n', "x.jsonl", "line 2 is not valid JSON"),
+    (b"[1,2]\n", "x.jsonl", "not a JSON object"),
+    (b"a,a\n1,2\n", "x.csv", "duplicate column"),
+    (b"a\n1\n", "x.xlsx", "unknown file type"),
+])
+def test_bad_user_files(raw, name, needle):
+    with pytest.raises(D.DataError, match=needle):
+        D.parse_bytes(raw, name)
+
+
+def test_size_limit(monkeypatch):
+    monkeypatch.setattr(D, "MAX_BYTES", 100)
+    with pytest.raises(D.DataError, match="the limit is"):
+        D.parse_bytes(b"sentence,label\n" + b"x,1\n" * 50, "big.csv")
+
+
+def test_duplicates_dropped_with_warning_and_formula_cells_defused(tmp_path):
+    ds = D.parse_bytes(b"sentence,label\n=cmd|' /C calc'!A0,1\nsame,0\nsame,0\n", "f.csv")
+    v = D.validate(ds, ["sentence"], "label", ["0", "1"])
+    assert len(v.rows) == 2 and any("duplicate" in w for w in v.warnings)
+    assert v.rows[0]["sentence"].startswith("=cmd")  # kept as plain text, never evaluated
+    assert D.safe_cell(v.rows[0]["sentence"]).startswith("'=")
