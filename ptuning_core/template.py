@@ -350,3 +350,10 @@ def editable_words(t: Union[str, Template]) -> list[tuple[str, str]]:
         elif isinstance(s, Anchor):
             out.append((s.text, "anchor"))
     return out
+
+
+def anchors_to_pseudo(t: Union[str, Template]) -> str:
+    """The 'without anchors' variant: every [A:text] becomes [P:text]."""
+    tpl = _as_template(t)
+    return render([Pseudo(1, s.text.strip()) if isinstance(s, Anchor) else s
+                   for s in tpl.segments])

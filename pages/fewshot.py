@@ -1,0 +1,113 @@
+"""Few-shot: accuracy vs k for several methods on paired samples, with the spread."""
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ptuning_core import data as D
+from ptuning_core.backbone import ModelLoadError
+from ptuning_core.fewshot import METHODS, SweepSpec, run_sweep, summarize
+from ptuning_core.jobs import QueueFull
+from ui.common import backbone, service, session_id
+
+st.title("Few-shot sweep")
+svc = service()
+sid = session_id()
+bb = backbone()
+if bb is None:
+    st.stop()
+cls = [d for d in D.list_datasets() if D.dataset_info(d)["label_space"] == "classes"]
+with st.form("sweep"):
+    ds = st.selectbox("Dataset", cls, index=cls.index("sentiment") if "sentiment" in cls else 0)
+    ks = st.text_input("k values (per class)", "2,4,8,16,32")
+    c = st.columns(4)
+    n_seeds = c[0].number_input("Seeds", 1, 5, 3, help="3 in class, 5 for a full study")
+    steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
+                              min(60, svc.settings.max_steps))
+    max_eval = c[2].number_input("Test examples", 10, 2000, 100)
+    methods = st.multiselect("Methods", list(METHODS), default=list(METHODS))
+    go_btn = st.form_submit_button("Run sweep", type="primary")
+
+if go_btn:
+    try:
+        k_list = sorted({int(x) for x in ks.replace(" ", "").split(",") if x})
+        if not k_list or min(k_list) < 1 or max(k_list) > 256:
+            raise ValueError("k values must be whole numbers from 1 to 256")
+    except ValueError as e:
+        st.error(f"k values: {e}")
+        k_list = None
+    if k_list and methods:
+        spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=k_list,
+                         seeds=list(D.DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
+                         steps=int(steps), max_eval=int(max_eval))
+        store = svc.store
+
+        def fn(job):
+            rows = run_sweep(spec, callback=job.event, stop=job.stop)
+            rid = store.create(f"sweep {ds}", spec.__dict__, sid, kind="sweep", status="running")
+            store.finish(rid, "stopped" if job.stop.is_set() else "finished",
+                         {"rows": rows, "summary": summarize(rows)})
+            return rows
+        try:
+            svc.settings.check_model(spec.model)
+            job = svc.submit_task(sid, f"sweep {ds}", fn, str(bb.device))
+            st.session_state["sweep_job"] = job.id
+        except (ModelLoadError, QueueFull) as e:
+            st.error(str(e))
+
+
+def chart(rows):
+    summ = summarize(rows)
+    fig = go.Figure()
+    for m in sorted({s["method"] for s in summ}):
+        pts = [s for s in summ if s["method"] == m]
+        fig.add_trace(go.Scatter(x=[p["k"] for p in pts], y=[p["mean"] for p in pts],
+                                 error_y=dict(type="data", array=[p["std"] for p in pts]),
+                                 mode="lines+markers", name=m))
+        raw = [r for r in rows if r["method"] == m]
+        fig.add_trace(go.Scatter(x=[r["k"] for r in raw], y=[r["accuracy"] for r in raw],
+                                 mode="markers", marker=dict(size=5, opacity=0.4),
+                                 showlegend=False, hovertext=[f"seed {r['seed']}" for r in raw]))
+    fig.update_layout(xaxis_type="log", xaxis_title="k (examples per class)",
+                      yaxis_title="test accuracy", height=420,
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig, summ
+
+
+@st.fragment(run_every=2.0)
+def live():
+    jid = st.session_state.get("sweep_job")
+    job = svc.queue.get(jid) if jid else None
+    if job is None:
+        return
+    snap = job.snapshot()
+    cells = [e for e in snap["events"] if e.get("type") == "cell"]
+    if cells:
+        st.progress(cells[-1]["done"] / cells[-1]["total"],
+                    text=f"{cells[-1]['done']}/{cells[-1]['total']} runs · {snap['status']}")
+        fig, _ = chart(cells)
+        st.plotly_chart(fig, key=f"live-sweep-{len(cells)}")
+    elif not job.done:
+        st.progress(0.0, text=f"starting… ({snap['status']})")
+    if job.error:
+        st.error(job.error)
+    if not job.done and st.button("Stop sweep"):
+        svc.queue.stop(jid)
+
+
+live()
+st.subheader("Stored sweeps")
+sweeps = svc.store.list(kind="sweep")
+if sweeps:
+    sw = st.selectbox("Open", [s["id"] for s in sweeps],
+                      format_func=lambda i: next(f"{s['name']} · {s['status']} · {i}"
+                                                 for s in sweeps if s["id"] == i))
+    res = svc.store.get(sw)["result"] or {}
+    if res.get("rows"):
+        fig, summ = chart(res["rows"])
+        st.plotly_chart(fig, key=f"sweep-{sw}")
+        df = pd.DataFrame(summ)
+        st.dataframe(df, hide_index=True)
+        st.download_button("Download CSV", pd.DataFrame(res["rows"]).to_csv(index=False),
+                           file_name=f"sweep-{sw}.csv", mime="text/csv")
+else:
+    st.caption("None yet.")

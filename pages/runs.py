@@ -1,0 +1,113 @@
+"""Runs: every stored run; open, rename, delete, share, export and import prompts."""
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ptuning_core.portable import PromptFileError, export_prompt, import_prompt
+from ptuning_core.store import StoreError
+from ui.common import backbone, confusion_figure, job_panel, loss_figure, runs_frame, service
+
+st.title("Runs")
+svc = service()
+store = svc.store
+runs = [r for r in store.list() if r["kind"] == "train"]
+if not runs:
+    st.info("No runs yet: train one on the Train page.")
+df = runs_frame(runs)
+if not df.empty:
+    st.dataframe(df, hide_index=True, column_config={
+        "discrete": st.column_config.NumberColumn(format="%.3f"),
+        "continuous": st.column_config.NumberColumn(format="%.3f")})
+
+ids = [r["id"] for r in runs]
+wanted = st.query_params.get("run")
+label = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
+if ids:
+    idx = ids.index(wanted) if wanted in ids else 0
+    rid = st.selectbox("Open a run", ids, index=idx, format_func=lambda i: label[i])
+    run = store.get(rid)
+    if run is None:
+        st.warning("That run was deleted.")
+        st.stop()
+    st.subheader(run["name"])
+    cfg, res = run["config"], run["result"] or {}
+    st.markdown(f"`{cfg.get('template')}` · model **{cfg.get('model')}** · status "
+                f"**{run['status']}**" + (f" · error: {run['error']}" if run.get("error") else ""))
+    job = svc.job_for_run(rid)
+    if job is not None and not job.done:
+        job_panel(job.id)
+    steps = store.steps(rid)
+    if steps:
+        fig = loss_figure({"loss": [(s["step"], s["loss"]) for s in steps if s["loss"] is not None]},
+                          {"run": [(s["step"], s["dev"]) for s in steps if s["dev"] is not None]})
+        st.plotly_chart(fig, key=f"loss-{rid}")
+    if res.get("discrete"):
+        c = st.columns(3)
+        d = res["discrete"]
+        c[0].metric("discrete", f"{d['accuracy']:.3f}", help=d["template"])
+        if res.get("continuous"):
+            cc = res["continuous"]
+            c[1].metric("continuous", f"{cc['accuracy']:.3f}",
+                        delta=f"{cc['accuracy'] - d['accuracy']:+.3f}")
+            c[2].metric("trainable parameters", f"{res['train']['trainable_parameters']:,}")
+        det = res.get("details", {})
+        if det.get("discrete", {}).get("confusion"):
+            cols = st.columns(2)
+            for col, key in zip(cols, ("discrete", "continuous")):
+                if det.get(key):
+                    col.plotly_chart(confusion_figure(det[key]["confusion"], det[key]["classes"],
+                                                      key), key=f"cm-{key}-{rid}")
+    for w in res.get("warnings", []):
+        st.warning(w)
+
+    with st.expander("Manage this run"):
+        new = st.text_input("Name", value=run["name"], key=f"name-{rid}")
+        c = st.columns(4)
+        if c[0].button("Rename"):
+            try:
+                store.rename(rid, new)
+                st.rerun()
+            except StoreError as e:
+                st.error(str(e))
+        shared = c[1].toggle("Shared on the class board", value=run["shared"], key=f"sh-{rid}")
+        if shared != run["shared"]:
+            store.share(rid, shared, st.session_state.get("author") or "anonymous")
+            st.rerun()
+        if c[2].button("Delete", type="secondary"):
+            st.session_state["confirm_delete"] = rid
+        if st.session_state.get("confirm_delete") == rid:
+            st.warning("Delete this run and its files for good?")
+            if st.button("Yes, delete"):
+                try:
+                    svc.stop_run(rid)
+                    store.delete(rid)
+                    st.session_state.pop("confirm_delete", None)
+                    st.rerun()
+                except StoreError as e:
+                    st.error(str(e))
+        if (store.run_dir(rid) / "prompt.safetensors").is_file():
+            with tempfile.TemporaryDirectory() as d:
+                try:
+                    p = export_prompt(store, rid, Path(d) / f"prompt-{rid}.safetensors")
+                    c[3].download_button("Export prompt", Path(p).read_bytes(),
+                                         file_name=f"prompt-{rid}.safetensors",
+                                         mime="application/octet-stream")
+                except PromptFileError as e:
+                    st.error(str(e))
+
+st.subheader("Import a prompt")
+up = st.file_uploader("A .safetensors prompt exported by P-Tuning Studio", type=["safetensors"],
+                      key="import_file")
+if up is not None and st.button("Import"):
+    bb = backbone()
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "import.safetensors"
+        p.write_bytes(up.getvalue())
+        try:
+            new = import_prompt(store, p, owner=st.session_state.get("sid", ""), backbone=bb,
+                                model=st.session_state.get("model", "default"))
+            st.success(f"Imported as run {new}")
+        except PromptFileError as e:
+            st.error(str(e))

@@ -1,0 +1,90 @@
+"""Train: a run form with sensible defaults, the live run, and this session's runs."""
+import streamlit as st
+
+from ptuning_core.backbone import ModelLoadError
+from ptuning_core.experiment import USER_ERRORS, RunSpec
+from ptuning_core.jobs import QueueFull
+from ptuning_core.train import TrainConfig
+from ui.common import (backbone, base_url, dataset_context, job_panel, service, session_id,
+                       share_query)
+
+st.title("Train a continuous prompt")
+svc = service()
+sid = session_id()
+bb = backbone()
+ctx = dataset_context()
+if bb is None or ctx is None:
+    st.stop()
+template = st.session_state.get("template") or ctx["ptuning_templates"][bb.kind]
+st.markdown(f"**Template:** `{template}`  ·  **data:** {ctx['name']}  ·  edit it in "
+            f"Template Studio")
+max_steps = svc.settings.max_steps
+
+with st.form("run"):
+    c = st.columns(4)
+    steps = c[0].number_input("Steps", 1, max_steps, min(int(st.session_state.get("steps", 60)),
+                                                         max_steps), key="f_steps")
+    lr = c[1].number_input("Learning rate", 1e-5, 1.0, float(st.session_state.get("lr", 1e-3)),
+                           format="%.5f", key="f_lr")
+    batch = c[2].number_input("Batch size", 1, 64, 8, key="f_batch")
+    encs = ["lstm", "mlp", "none"]
+    enc = c[3].selectbox("Encoder", encs, index=encs.index(st.session_state.get("encoder", "lstm"))
+                         if st.session_state.get("encoder", "lstm") in encs else 0,
+                         help="lstm: the paper's BiLSTM+MLP · mlp · none: prompt tuning",
+                         key="f_enc")
+    c = st.columns(4)
+    seed = c[0].number_input("Seed", 0, 2**31 - 1, int(st.session_state.get("seed", 13)),
+                             key="f_seed")
+    shots = c[1].number_input("k-shot (per class; 0 = all)", 0, 1000,
+                              int(st.session_state.get("shots", 16)), key="f_shots")
+    aux = c[2].number_input("Auxiliary loss weight", 0.0, 10.0, 0.0, key="f_aux")
+    devices = ["auto", "cpu"] + (["cuda"] if bb.device.type == "cuda" else [])
+    device = c[3].selectbox("Device", devices, key="f_device")
+    c = st.columns(2)
+    eval_every = c[0].number_input("Dev evaluation every N steps (0 = off)", 0, max_steps, 10,
+                                   key="f_eval_every")
+    max_eval = c[1].number_input("Evaluate on at most N test examples", 10, 5000, 200,
+                                 key="f_max_eval")
+    name = st.text_input("Run name (optional)", key="f_name")
+    go = st.form_submit_button("Train", type="primary")
+
+if go:
+    st.session_state.update(steps=int(steps), lr=float(lr), encoder=enc, seed=int(seed),
+                            shots=int(shots))
+    spec = RunSpec(template=template, train=ctx["train_ref"], eval=ctx["eval_ref"],
+                   dev=None, verbalizer=None if ctx["vocab"] else st.session_state.get(
+                       "verbalizer", ctx["verbalizer"]),
+                   model=st.session_state.get("model", "default"), label_field=ctx["label_field"],
+                   shots=int(shots) or None, device=device, name=name,
+                   max_eval=int(max_eval),
+                   train_cfg=TrainConfig(steps=int(steps), lr=float(lr), batch_size=int(batch),
+                                         seed=int(seed), encoder=enc, aux_weight=float(aux),
+                                         eval_every=int(eval_every)))
+    try:
+        job = svc.submit_run(sid, spec, owner=st.session_state.get("author") or sid)
+        st.session_state["active_job"] = job.id
+        st.session_state.setdefault("my_jobs", []).append(job.id)
+    except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+        st.error(str(e))
+
+active = st.session_state.get("active_job")
+mine = [j for j in svc.queue.jobs(sid)]
+if active is None and mine:
+    active = mine[-1].id
+if active:
+    st.subheader("Current run")
+    job_panel(active)
+    job = svc.queue.get(active)
+    if job is not None and job.run_id:
+        st.caption(f"Run id `{job.run_id}` · link: {base_url()}/runs?run={job.run_id}")
+
+others = [j for j in svc.queue.jobs() if not j.done and j.id != active]
+if others:
+    st.subheader("Queue")
+    for j in others:
+        who = "you" if j.session == sid else "another user"
+        pos = svc.queue.position(j.id)
+        st.write(f"- {j.label} ({who}): {j.status}" + (f", position {pos}" if pos else ""))
+
+with st.expander("Share these settings"):
+    st.code(f"{base_url()}/train?{share_query()}", language=None)

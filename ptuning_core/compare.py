@@ -1,0 +1,83 @@
+"""Discrete vs continuous on the same split: several prompt variants, one table."""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Callable, Optional
+
+from .experiment import RunSpec, prepare, run_experiment
+from .store import RunStore
+from .template import anchors_to_pseudo, parse
+
+VARIANTS = {
+    "P-tuning (lstm)": {"encoder": "lstm"},
+    "MLP encoder": {"encoder": "mlp"},
+    "prompt tuning (none)": {"encoder": "none"},
+    "lstm + auxiliary loss": {"encoder": "lstm", "aux_weight": 0.5},
+    "lstm, anchors as pseudo": {"encoder": "lstm", "no_anchors": True},
+}
+
+
+def variant_specs(base: RunSpec, names: list) -> list:
+    out = []
+    for n in names:
+        if n not in VARIANTS:
+            raise ValueError(f"unknown variant '{n}'")
+        v = VARIANTS[n]
+        s = copy.deepcopy(base)
+        s.name = f"{base.name or 'compare'} · {n}"
+        s.train_cfg.encoder = v["encoder"]
+        s.train_cfg.aux_weight = v.get("aux_weight", base.train_cfg.aux_weight)
+        if v.get("no_anchors"):
+            if not any(seg.role == "anchor" for seg in parse(base.template).segments):
+                continue
+            s.template = anchors_to_pseudo(base.template)
+            s.discrete_template = base.discrete_template or _discrete(base.template)
+        out.append((n, s))
+    return out
+
+
+def _discrete(t):
+    from .template import to_discrete
+    return to_discrete(t)
+
+
+def run_comparison(base: RunSpec, names: list, store: RunStore, owner: str = "",
+                   callback: Optional[Callable[[dict], None]] = None,
+                   stop: Optional[threading.Event] = None) -> dict:
+    emit = callback or (lambda e: None)
+    specs = variant_specs(base, names)
+    for _, s in specs:
+        prepare(s)  # every user error surfaces before anything runs
+    results = []
+    for i, (n, s) in enumerate(specs):
+        if stop is not None and stop.is_set():
+            break
+        emit({"type": "variant", "name": n, "index": i, "total": len(specs)})
+        rid = store.create(s.name, s.to_dict(), owner, status="running")
+        try:
+            res = run_experiment(s, callback=emit, stop=stop, store=store, run_id=rid)
+        except BaseException as e:
+            store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+            raise
+        results.append({"variant": n, "run_id": rid})
+    summary = {"base": base.to_dict(), "variants": results}
+    cid = store.create(base.name or "comparison", base.to_dict(), owner, kind="compare",
+                       status="running")
+    store.finish(cid, "finished", summary)
+    summary["id"] = cid
+    return summary
+
+
+def changed_predictions(disc: dict, cont: dict) -> list:
+    """Examples whose prediction differs between two evaluations (same eval rows)."""
+    by = {p["index"]: p for p in disc["predictions"]}
+    out = []
+    for p in cont["predictions"]:
+        q = by.get(p["index"])
+        if q is not None and q["pred"] != p["pred"]:
+            out.append({"text": p["text"], "gold": p["gold"], "discrete": q["pred"],
+                        "continuous": p["pred"], "discrete probs": q.get("probs"),
+                        "continuous probs": p.get("probs"),
+                        "fixed": p["correct"] and not q["correct"]})
+    return out

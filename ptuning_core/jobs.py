@@ -1,0 +1,221 @@
+"""Job queue: one worker thread per device runs jobs one at a time, fair across sessions.
+
+Fairness: the next job is taken round-robin over sessions (the session served least recently
+goes first), so one session's many jobs cannot starve others. Each session may hold at most
+``max_queued`` queued/running jobs. Jobs carry their live progress (events, losses) for pages
+to poll; a worker never touches the UI. A session that stops polling for ``idle_timeout``
+seconds has its queued jobs cancelled and its running job stopped (what was learned is kept).
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+
+class QueueFull(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    id: str
+    session: str
+    device: str
+    label: str
+    fn: Callable  # fn(job) -> result; reads job.stop, calls job.event(e)
+    status: str = "queued"  # queued | running | finished | stopped | failed | cancelled
+    created: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    ended: Optional[float] = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    events: list = field(default_factory=list)
+    progress: dict = field(default_factory=dict)
+    result: object = None
+    error: Optional[str] = None
+    run_id: Optional[str] = None
+    on_cancel: Optional[Callable] = None  # called when a queued job is cancelled
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def event(self, e: dict) -> None:
+        with self.lock:
+            if e.get("type") == "step":
+                self.progress.update(step=e["step"], steps=e["steps"], loss=e["loss"],
+                                     seconds=e["seconds"])
+                self.progress.setdefault("losses", []).append((e["step"], e["loss"]))
+            elif e.get("type") == "eval":
+                self.progress.setdefault("dev", []).append((e["step"], e["dev_accuracy"]))
+            elif e.get("type") == "phase":
+                self.progress["phase"] = e["phase"]
+            else:
+                self.events.append(e)
+                if len(self.events) > 1000:
+                    del self.events[:500]
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            p = dict(self.progress)
+            p["losses"] = list(p.get("losses", []))
+            p["dev"] = list(p.get("dev", []))
+            return {"id": self.id, "status": self.status, "label": self.label,
+                    "progress": p, "error": self.error, "run_id": self.run_id,
+                    "events": list(self.events)}
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("finished", "stopped", "failed", "cancelled")
+
+
+class JobQueue:
+    def __init__(self, max_queued_per_session: int = 3, max_queued_total: int = 100,
+                 idle_timeout: float = 0.0):
+        self.max_per_session = max_queued_per_session
+        self.max_total = max_queued_total
+        self.idle_timeout = idle_timeout
+        self._cv = threading.Condition()
+        self._jobs: "OrderedDict[str, Job]" = OrderedDict()
+        self._workers: dict = {}
+        self._last_served: dict = {}  # (device, session) -> time
+        self._seen: dict = {}  # session -> last poll
+        self._closed = False
+
+    # ---- submitting ----------------------------------------------------------------------
+    def submit(self, session: str, fn: Callable, device: str = "cpu", label: str = "") -> Job:
+        with self._cv:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
+            mine = [j for j in self._jobs.values() if j.session == session and not j.done]
+            if len(mine) >= self.max_per_session:
+                raise QueueFull(f"you already have {len(mine)} runs queued or running "
+                                f"(the limit is {self.max_per_session}); wait or stop one")
+            active = [j for j in self._jobs.values() if not j.done]
+            if len(active) >= self.max_total:
+                raise QueueFull("the server's queue is full; try again in a minute")
+            job = Job(uuid.uuid4().hex[:12], session, device, label, fn)
+            self._jobs[job.id] = job
+            self._seen[session] = time.monotonic()
+            if device not in self._workers:
+                t = threading.Thread(target=self._work, args=(device,), daemon=True,
+                                     name=f"ptuning-worker-{device}")
+                self._workers[device] = t
+                t.start()
+            self._cv.notify_all()
+            return job
+
+    # ---- inspecting ----------------------------------------------------------------------
+    def get(self, job_id: str) -> Optional[Job]:
+        with self._cv:
+            return self._jobs.get(job_id)
+
+    def jobs(self, session: Optional[str] = None) -> list:
+        with self._cv:
+            return [j for j in self._jobs.values() if session is None or j.session == session]
+
+    def _order(self, device: str) -> list:
+        """Queued jobs of a device in the order they will run (round-robin over sessions)."""
+        queued = [j for j in self._jobs.values() if j.device == device and j.status == "queued"]
+        per: "OrderedDict[str, list]" = OrderedDict()
+        for j in queued:
+            per.setdefault(j.session, []).append(j)
+        sessions = sorted(per, key=lambda s: (self._last_served.get((device, s), 0.0),
+                                              per[s][0].created))
+        out, i = [], 0
+        while any(per[s] for s in sessions):
+            for s in sessions:
+                if per[s]:
+                    out.append(per[s].pop(0))
+        return out
+
+    def position(self, job_id: str) -> int:
+        """0 while running or done; 1 = next to run; n = n-th in the queue."""
+        with self._cv:
+            j = self._jobs.get(job_id)
+            if j is None or j.status != "queued":
+                return 0
+            order = self._order(j.device)
+            return order.index(j) + 1
+
+    def heartbeat(self, session: str) -> None:
+        with self._cv:
+            self._seen[session] = time.monotonic()
+
+    # ---- stopping --------------------------------------------------------------------------
+    def stop(self, job_id: str) -> None:
+        with self._cv:
+            j = self._jobs.get(job_id)
+            if j is None:
+                return
+            cancelled = j.status == "queued"
+            if cancelled:
+                j.status, j.ended = "cancelled", time.time()
+            j.stop.set()
+            self._cv.notify_all()
+        if cancelled and j.on_cancel is not None:
+            j.on_cancel()
+
+    def reap_idle(self) -> list:
+        """Cancel queued and stop running jobs of sessions silent for idle_timeout seconds."""
+        if not self.idle_timeout:
+            return []
+        now = time.monotonic()
+        gone = []
+        with self._cv:
+            for j in self._jobs.values():
+                if not j.done and now - self._seen.get(j.session, now) > self.idle_timeout:
+                    gone.append(j.id)
+        for jid in gone:
+            self.stop(jid)
+        return gone
+
+    def forget_finished(self, older_than: float = 3600.0) -> None:
+        cutoff = time.time() - older_than
+        with self._cv:
+            for jid in [k for k, j in self._jobs.items() if j.done and (j.ended or 0) < cutoff]:
+                del self._jobs[jid]
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            ids = [j.id for j in self._jobs.values() if not j.done]
+            self._cv.notify_all()
+        for jid in ids:
+            self.stop(jid)
+
+    # ---- worker ----------------------------------------------------------------------------
+    def _work(self, device: str) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    if self._closed:
+                        return
+                    order = self._order(device)
+                    if order:
+                        job = order[0]
+                        break
+                    self._cv.wait(timeout=1.0)
+                job.status, job.started = "running", time.time()
+                self._last_served[(device, job.session)] = time.monotonic()
+            try:
+                job.result = job.fn(job)
+                status = "stopped" if job.stop.is_set() else "finished"
+            except BaseException as e:  # the worker must survive anything a job does
+                job.error = f"{type(e).__name__}: {e}"[:2000]
+                job.event({"type": "error", "message": job.error,
+                           "trace": traceback.format_exc(limit=5)})
+                status = "failed"
+            with self._cv:
+                job.status, job.ended = status, time.time()
+                self._cv.notify_all()
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        end = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                j = self._jobs[job_id]
+                if j.done or time.monotonic() > end:
+                    return j
+                self._cv.wait(timeout=0.1)

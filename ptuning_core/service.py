@@ -1,0 +1,145 @@
+"""What the app server needs from the core: settings chosen by whoever starts the server,
+model allow-listing, and runs/sweeps submitted as background jobs that write to the store."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .backbone import DEFAULT_MODEL, ModelLoadError
+from .experiment import RunSpec, prepare, run_experiment
+from .jobs import Job, JobQueue, QueueFull
+from .store import RunStore
+
+
+def _env_int(name, default):
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _env_bool(name, default=False):
+    v = os.environ.get(name)
+    return default if v is None else v.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    """Server limits. Environment: PTUNING_MAX_STEPS, PTUNING_MAX_QUEUED (per session),
+    PTUNING_MAX_QUEUED_TOTAL, PTUNING_MAX_UPLOAD_MB, PTUNING_IDLE_TIMEOUT (s),
+    PTUNING_ALLOWED_MODELS (comma list), PTUNING_ALLOW_LOCAL_PATHS, PTUNING_ALLOW_ANY_MODEL."""
+    max_steps: int = 500
+    max_queued: int = 3
+    max_queued_total: int = 60
+    max_upload_mb: int = 20
+    idle_timeout: int = 1800
+    allowed_models: list = field(default_factory=list)
+    allow_local_paths: bool = False
+    allow_any_model: bool = False
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        allowed = [m.strip() for m in os.environ.get("PTUNING_ALLOWED_MODELS", "").split(",")
+                   if m.strip()]
+        return cls(max_steps=_env_int("PTUNING_MAX_STEPS", 500),
+                   max_queued=_env_int("PTUNING_MAX_QUEUED", 3),
+                   max_queued_total=_env_int("PTUNING_MAX_QUEUED_TOTAL", 60),
+                   max_upload_mb=_env_int("PTUNING_MAX_UPLOAD_MB", 20),
+                   idle_timeout=_env_int("PTUNING_IDLE_TIMEOUT", 1800),
+                   allowed_models=allowed,
+                   allow_local_paths=_env_bool("PTUNING_ALLOW_LOCAL_PATHS"),
+                   allow_any_model=_env_bool("PTUNING_ALLOW_ANY_MODEL"))
+
+    def cached_hub_models(self) -> list:
+        try:
+            from huggingface_hub import scan_cache_dir
+            return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
+        except Exception:
+            return []
+
+    def model_choices(self) -> list:
+        out = [DEFAULT_MODEL] + [m for m in self.allowed_models if m != DEFAULT_MODEL]
+        out += [m for m in self.cached_hub_models() if m not in out]
+        return out
+
+    def check_model(self, name: str) -> str:
+        """Return the model name if this server allows it, else raise ModelLoadError."""
+        name = (name or "").strip() or DEFAULT_MODEL
+        if name == DEFAULT_MODEL or name in self.allowed_models:
+            return name
+        looks_local = name.startswith((".", "/", "~")) or name.endswith(".gguf") or \
+            "\\" in name or ".." in name or Path(os.path.expanduser(name)).exists()
+        if looks_local:
+            if self.allow_local_paths:
+                return name
+            raise ModelLoadError("this server does not load models from local paths "
+                                 "(the person who started it can allow that)")
+        if self.allow_any_model or name in self.cached_hub_models():
+            return name
+        raise ModelLoadError(f"the model '{name}' is not on this server's list of allowed "
+                             f"models")
+
+
+class Service:
+    """One per server process: the queue, the store, the settings."""
+
+    def __init__(self, settings: Optional[Settings] = None, store: Optional[RunStore] = None):
+        self.settings = settings or Settings.from_env()
+        self.store = store or RunStore()
+        self.queue = JobQueue(self.settings.max_queued, self.settings.max_queued_total,
+                              self.settings.idle_timeout)
+        self._by_run: dict = {}
+        self._lock = threading.Lock()
+
+    def clamp_steps(self, steps: int) -> int:
+        return max(1, min(int(steps), self.settings.max_steps))
+
+    def submit_run(self, session: str, spec: RunSpec, owner: str = "") -> Job:
+        """Validate (user errors raise here, in the page), then queue. Returns the job."""
+        spec.model = self.settings.check_model(spec.model)
+        if spec.train_cfg.steps > self.settings.max_steps:
+            raise ValueError(f"this server allows at most {self.settings.max_steps} steps per run")
+        prep = prepare(spec)
+        from .backbone import resolve_device
+        device = str(resolve_device(spec.device))
+        rid = self.store.create(spec.name or spec.template[:60], spec.to_dict(),
+                                owner or session, status="queued")
+        store = self.store
+
+        def fn(job: Job):
+            store.set_status(rid, "running")
+            try:
+                res = run_experiment(spec, callback=job.event, stop=job.stop, store=store,
+                                     run_id=rid, prepared=prep)
+            except BaseException as e:
+                store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+                raise
+            return res
+        try:
+            job = self.queue.submit(session, fn, device, spec.name or spec.template[:60])
+        except QueueFull:
+            self.store.delete(rid)
+            raise
+        job.run_id = rid
+        job.on_cancel = lambda: store.set_status(rid, "cancelled")
+        with self._lock:
+            self._by_run[rid] = job.id
+        return job
+
+    def submit_task(self, session: str, label: str, fn, device: str = "cpu") -> Job:
+        """Queue any other long task (comparisons, sweeps): fn(job) -> result."""
+        return self.queue.submit(session, fn, device, label)
+
+    def job_for_run(self, rid: str) -> Optional[Job]:
+        with self._lock:
+            jid = self._by_run.get(rid)
+        return self.queue.get(jid) if jid else None
+
+    def stop_run(self, rid: str) -> None:
+        """Stop a running run (keeps what it learned) or cancel a queued one."""
+        job = self.job_for_run(rid)
+        if job is not None:
+            self.queue.stop(job.id)

@@ -1,0 +1,132 @@
+"""The pages, driven with streamlit.testing (AppTest) on a tiny model."""
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ptuning_core import registry
+from tiny import tiny_causal
+
+TINY = "tiny-llama"
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.setenv("PTUNING_ALLOWED_MODELS", TINY)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    bb = tiny_causal()
+    bb.name = TINY
+    registry.put(bb)
+
+    def make(page=None, **state):
+        at = AppTest.from_file("../app.py", default_timeout=60)
+        at.session_state["model"] = TINY
+        for k, v in state.items():
+            at.session_state[k] = v
+        at.run()
+        if page:
+            at.switch_page(page)
+            at.run()
+        assert not at.exception, at.exception
+        return at
+    yield make
+    from ui.common import service
+    service().queue.close()
+    st.cache_resource.clear()
+
+
+def strip_html(at):
+    return "".join(m.value for m in at.markdown if "token-strip" in m.value)
+
+
+def test_studio_token_strip_errors_and_toggles(app):
+    at = app()
+    html = strip_html(at)
+    assert "pseudo token" in html and "label slot" in html
+    at.text_input(key="template_input").set_value("{sentence} It was").run()
+    assert any("needs one [MASK]" in e.value for e in at.error)
+    assert any("<mark" in m.value for m in at.markdown)
+    at.text_input(key="template_input").set_value("{sentence} It was [MASK]").run()
+    assert not at.error
+    # the first word button turns "It" into a pseudo token
+    btn = next(b for b in at.button if b.label == "It")
+    btn.click().run()
+    assert at.text_input(key="template_input").value == "{sentence} [P:It] was [MASK]"
+    next(b for b in at.button if b.label == "Make discrete").click().run()
+    assert at.text_input(key="template_input").value == "{sentence} It was [MASK]"
+    next(b for b in at.button if b.label == "Make continuous").click().run()
+    assert at.text_input(key="template_input").value == "{sentence} [P:It] [P:was] [MASK]"
+    # zero-shot preview of 5 examples with class probabilities
+    assert any(len(df.value) == 5 and "positive" in df.value.columns for df in at.dataframe)
+
+
+def test_text_after_mask_warns_for_causal(app):
+    at = app()
+    at.text_input(key="template_input").set_value("{sentence} It was [MASK] !").run()
+    assert any("dropped" in w.value for w in at.warning)
+
+
+def _wait_for_runs(status=("finished",), timeout=60):
+    from ui.common import service
+    end = time.time() + timeout
+    while time.time() < end:
+        runs = service().store.list()
+        if runs and all(r["status"] in status for r in runs if r["kind"] == "train"):
+            return runs
+        time.sleep(0.2)
+    raise AssertionError(f"runs did not finish: {[r['status'] for r in service().store.list()]}")
+
+
+def test_train_a_run_and_find_it_in_the_history(app):
+    at = app("pages/train.py")
+    at.number_input(key="f_steps").set_value(5)
+    at.number_input(key="f_shots").set_value(4)
+    at.number_input(key="f_max_eval").set_value(20)
+    at.button[0].click().run()  # the form's Train button
+    assert not at.error, [e.value for e in at.error]
+    runs = _wait_for_runs()
+    assert runs[0]["result"]["train"]["steps"] == 5
+    at2 = app("pages/runs.py")
+    assert any(runs[0]["id"] in df.value["id"].tolist() for df in at2.dataframe)
+    assert any(m.label == "continuous" for m in at2.metric)
+
+
+def test_stop_a_run(app):
+    from ptuning_core.experiment import RunSpec
+    from ptuning_core.train import TrainConfig
+    from ui.common import service
+    at = app("pages/train.py")
+    svc = service()
+    spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
+                   eval="sentiment:test", verbalizer={"negative": ["terrible"],
+                                                      "positive": ["great"]},
+                   model=TINY, max_eval=10, train_cfg=TrainConfig(steps=400, batch_size=2))
+    job = svc.submit_run("someone", spec)
+    while job.snapshot()["progress"].get("step", 0) < 2:
+        time.sleep(0.05)
+    svc.queue.stop(job.id)
+    svc.queue.wait(job.id, 30)
+    assert job.status == "stopped"
+    run = svc.store.get(job.run_id)
+    assert run["status"] == "stopped" and run["result"]["train"]["steps"] < 400
+    assert (svc.store.run_dir(job.run_id) / "prompt.safetensors").is_file()
+
+
+def test_shared_link_restores_state(app):
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.session_state["model"] = TINY
+    at.query_params["t"] = "{sentence} [P*3] It was [MASK]"
+    at.query_params["d"] = "sentiment"
+    at.query_params["steps"] = "17"
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="template_input").value == "{sentence} [P*3] It was [MASK]"
+    assert at.session_state["steps"] == 17
+
+
+@pytest.mark.parametrize("page", ["pages/compare.py", "pages/embeddings.py", "pages/fewshot.py",
+                                  "pages/board.py", "pages/runs.py"])
+def test_every_page_renders_empty(app, page):
+    app(page)

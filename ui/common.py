@@ -1,0 +1,323 @@
+"""State, sidebar, data selection, live job view and charts shared by the pages."""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import random
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ptuning_core import data as D
+from ptuning_core import paths
+from ptuning_core.backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
+from ptuning_core.registry import get_backbone
+from ptuning_core.service import Service
+
+ROLE_COLORS = {"field": "#dbeafe", "text": "#e5e7eb", "anchor": "#fde68a", "pseudo": "#c4b5fd",
+               "mask": "#fca5a5", "special": "#f3f4f6"}
+ROLE_NAMES = {"field": "example text", "text": "discrete word", "anchor": "anchor",
+              "pseudo": "pseudo token", "mask": "label slot", "special": "special"}
+SHARE_KEYS = {"t": "template", "d": "dataset", "m": "model", "steps": "steps", "lr": "lr",
+              "enc": "encoder", "k": "shots", "seed": "seed"}
+
+
+@st.cache_resource
+def service() -> Service:
+    return Service()
+
+
+def backbone(name: str | None = None):
+    """The shared frozen model (one per process); None with an error shown if it fails."""
+    name = name or st.session_state.get("model", DEFAULT_MODEL)
+    try:
+        service().settings.check_model(name)
+        with st.spinner(f"Loading {name}…"):
+            return get_backbone(name, "auto")
+    except ModelLoadError as e:
+        st.error(str(e))
+        return None
+
+
+def session_id() -> str:
+    if "sid" not in st.session_state:
+        sid = st.query_params.get("sid")
+        st.session_state.sid = sid if sid and len(sid) <= 40 and sid.isalnum() \
+            else uuid.uuid4().hex[:16]
+    service().queue.heartbeat(st.session_state.sid)
+    return st.session_state.sid
+
+
+def restore_from_link() -> None:
+    """Apply a shared link's query parameters once per browser session."""
+    if st.session_state.get("_restored"):
+        return
+    st.session_state["_restored"] = True
+    qp = st.query_params
+    for short, key in SHARE_KEYS.items():
+        if short in qp:
+            v = qp[short]
+            if key in ("steps", "shots", "seed"):
+                try:
+                    v = int(v)
+                except ValueError:
+                    continue
+            elif key == "lr":
+                try:
+                    v = float(v)
+                except ValueError:
+                    continue
+            st.session_state[key] = v
+            if key == "template":
+                st.session_state["template_input"] = v
+                st.session_state["_tpl_from_link"] = True
+
+
+def share_query() -> str:
+    from urllib.parse import urlencode
+    q = {short: st.session_state[key] for short, key in SHARE_KEYS.items()
+         if st.session_state.get(key) not in (None, "")}
+    return urlencode(q)
+
+
+def base_url() -> str:
+    try:
+        url = st.context.url  # type: ignore[attr-defined]
+        return url.split("?")[0].rstrip("/")
+    except Exception:
+        return ""
+
+
+# ---- data -----------------------------------------------------------------------------------
+def _uploads_dir() -> Path:
+    p = paths.home() / "uploads"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def dataset_context(kind: str | None = None) -> dict | None:
+    """The chosen dataset: rows, fields, label field, classes, default template/verbalizer and
+    data references the core can load (bundled NAME:SPLIT or files the server wrote)."""
+    name = st.session_state.get("dataset", "sentiment")
+    if name.startswith("upload:"):
+        up = st.session_state.get("upload")
+        if not up:
+            return None
+        return up
+    try:
+        info = D.dataset_info(name)
+    except D.DataError as e:
+        st.error(str(e))
+        return None
+    rows = _bundled_rows(name, "train")
+    return {"name": name, "train_ref": f"{name}:train", "eval_ref": f"{name}:test",
+            "dev_ref": f"{name}:dev", "rows": rows, "fields": info["fields"],
+            "label_field": info["label_field"], "classes": info["classes"],
+            "verbalizer": info["verbalizer"], "templates": info["templates"],
+            "ptuning_templates": info["ptuning_templates"], "description": info["description"],
+            "vocab": info["label_space"] == "vocab"}
+
+
+@st.cache_data(show_spinner=False)
+def _bundled_rows(name: str, split: str) -> list:
+    return D.load_ref(f"{name}:{split}").rows
+
+
+def accept_upload(raw: bytes, filename: str, text_fields: list, label_field: str) -> dict:
+    """Validate an uploaded file, split it 80/20 (seeded) and write both parts server-side."""
+    ds = D.parse_bytes(raw, filename)
+    ds = D.validate(ds, text_fields, label_field)
+    classes = sorted({r[label_field] for r in ds.rows})
+    if len(classes) < 2:
+        raise D.DataError(f"{filename} has only one class ({classes[0]}); training needs two")
+    if len(classes) > 50:
+        raise D.DataError(f"{filename} has {len(classes)} different labels; at most 50 classes")
+    rows = ds.rows[:]
+    random.Random(0).shuffle(rows)
+    cut = max(1, int(len(rows) * 0.8))
+    train, test = rows[:cut], rows[cut:] or rows[:1]
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    out = _uploads_dir()
+    for part, name in ((train, "train"), (test, "test")):
+        with open(out / f"{digest}-{name}.jsonl", "w", encoding="utf-8") as f:
+            for r in part:
+                f.write(json.dumps({k: r[k] for k in text_fields + [label_field]}) + "\n")
+    first = text_fields[0]
+    tpl = " ".join("{" + f + "}" for f in text_fields) + " It was [MASK]"
+    return {"name": "upload:" + filename, "train_ref": str(out / f"{digest}-train.jsonl"),
+            "eval_ref": str(out / f"{digest}-test.jsonl"), "dev_ref": None, "rows": train,
+            "fields": text_fields, "label_field": label_field, "classes": classes,
+            "verbalizer": {c: [c] for c in classes},
+            "templates": {"causal": tpl, "masked": tpl + " ."},
+            "ptuning_templates": {"causal": tpl.replace(" It", " [P*4] It"),
+                                  "masked": tpl.replace(" It", " [P*4] It") + " ."},
+            "description": f"your file {filename} ({len(ds.rows)} rows, {first!r} ...)",
+            "vocab": False, "warnings": ds.warnings}
+
+
+# ---- sidebar --------------------------------------------------------------------------------
+def sidebar() -> None:
+    svc = service()
+    with st.sidebar:
+        st.markdown("### Model")
+        choices = svc.settings.model_choices()
+        cur = st.session_state.get("model", DEFAULT_MODEL)
+        if cur not in choices:
+            choices = choices + [cur]
+        label = {DEFAULT_MODEL: DEFAULT_LABEL}
+        st.selectbox("Frozen language model", choices, index=choices.index(cur), key="model",
+                     format_func=lambda m: label.get(m, m))
+        if svc.settings.allow_any_model or svc.settings.allow_local_paths:
+            other = st.text_input("…or a Hugging Face id, folder or .gguf file", key="model_other",
+                                  placeholder="e.g. bert-base-uncased")
+            if other and st.button("Use this model"):
+                try:
+                    svc.settings.check_model(other)
+                    st.session_state["model"] = other
+                    st.rerun()
+                except ModelLoadError as e:
+                    st.error(str(e))
+        bb = backbone()
+        if bb is not None:
+            st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
+        st.markdown("### Dataset")
+        names = D.list_datasets()
+        up = st.session_state.get("upload")
+        opts = names + ([up["name"]] if up else [])
+        cur_ds = st.session_state.get("dataset", "sentiment")
+        if cur_ds not in opts:
+            cur_ds = "sentiment"
+            st.session_state["dataset"] = cur_ds
+        st.selectbox("Data", opts, index=opts.index(cur_ds), key="dataset")
+        ctx = dataset_context()
+        if ctx:
+            st.caption(ctx["description"])
+        with st.expander("Upload CSV / TSV / JSONL"):
+            f = st.file_uploader("Your data", type=["csv", "tsv", "jsonl"], key="upload_file")
+            if f is not None:
+                try:
+                    head = D.parse_bytes(f.getvalue(), f.name)
+                    cols = head.columns
+                    tf = st.multiselect("Text column(s)", cols, default=cols[:1], key="up_text")
+                    lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
+                    if st.button("Use this file") and tf:
+                        st.session_state["upload"] = accept_upload(f.getvalue(), f.name, tf, lf)
+                        st.session_state["dataset"] = st.session_state["upload"]["name"]
+                        st.rerun()
+                except D.DataError as e:
+                    st.error(str(e))
+        st.text_input("Your name (for the class board)", key="author", max_chars=40)
+
+
+# ---- template display -----------------------------------------------------------------------
+def token_strip_html(strip: list) -> str:
+    spans = []
+    for t in strip:
+        tok = html.escape(t["token"]).replace(" ", "␣")
+        spans.append(f'<span title="{ROLE_NAMES[t["role"]]}" style="background:'
+                     f'{ROLE_COLORS[t["role"]]};padding:2px 4px;margin:1px;border-radius:4px;'
+                     f'font-family:monospace;display:inline-block">{tok}</span>')
+    legend = " ".join(f'<span style="background:{ROLE_COLORS[r]};padding:1px 6px;'
+                      f'border-radius:4px;font-size:0.8em">{n}</span>'
+                      for r, n in ROLE_NAMES.items() if r != "special")
+    return f'<div class="token-strip">{"".join(spans)}</div><div style="margin-top:4px">{legend}</div>'
+
+
+def error_html(src: str, pos: int) -> str:
+    pos = max(0, min(pos, len(src)))
+    a, b, c = src[:pos], src[pos:pos + 1] or " ", src[pos + 1:]
+    return (f'<code>{html.escape(a)}<mark style="background:#f87171">{html.escape(b)}</mark>'
+            f'{html.escape(c)}</code>')
+
+
+# ---- charts ---------------------------------------------------------------------------------
+def loss_figure(series: dict, dev: dict | None = None, title: str = "Training loss") -> go.Figure:
+    fig = go.Figure()
+    for name, pts in series.items():
+        if pts:
+            xs, ys = zip(*pts)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name))
+    for name, pts in (dev or {}).items():
+        if pts:
+            xs, ys = zip(*pts)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{name} dev acc",
+                                     yaxis="y2", marker=dict(size=9, symbol="diamond")))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=320,
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis2=dict(title="dev accuracy", overlaying="y", side="right",
+                                  range=[0, 1]))
+    return fig
+
+
+def confusion_figure(conf: list, classes: list, title: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=conf, x=classes, y=classes, colorscale="Blues",
+                               text=conf, texttemplate="%{text}"))
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="gold", height=300,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+# ---- live job view --------------------------------------------------------------------------
+def job_panel(job_id: str) -> None:
+    """Progress, ETA, live loss curve and a Stop button; refreshes itself every second."""
+    @st.fragment(run_every=1.0)
+    def _panel():
+        svc = service()
+        job = svc.queue.get(job_id)
+        if job is None:
+            st.info("This run is no longer in the queue; find it on the Runs page.")
+            return
+        snap = job.snapshot()
+        p = snap["progress"]
+        if snap["status"] == "queued":
+            st.info(f"Waiting in the queue: position {svc.queue.position(job_id)} "
+                    f"(the device is busy with other runs).")
+        step, steps = p.get("step", 0), p.get("steps") or 0
+        if steps:
+            rate = step / p["seconds"] if p.get("seconds") else 0.0
+            eta = (steps - step) / rate if rate else 0.0
+            st.progress(min(1.0, step / steps),
+                        text=f"step {step}/{steps} · {rate:.2f} steps/s · ETA {eta:.0f}s · "
+                             f"loss {p.get('loss', float('nan')):.4f}")
+        elif snap["status"] == "running":
+            st.progress(0.0, text=f"{p.get('phase', 'starting')}…")
+        if p["losses"]:
+            st.plotly_chart(loss_figure({"loss": p["losses"]}, {"run": p["dev"]}),
+                            key=f"live-{job_id}")
+        c1, c2 = st.columns([1, 3])
+        if not job.done:
+            if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
+                svc.queue.stop(job_id)
+                st.toast("Stopping… what was learned so far is kept.")
+        c2.markdown(f"**Status:** {snap['status']}" + (f" — {snap['error']}" if snap["error"]
+                                                       else ""))
+        if job.done and isinstance(job.result, dict):
+            res = job.result
+            d, c = res.get("discrete") or {}, res.get("continuous") or {}
+            cols = st.columns(3)
+            cols[0].metric("discrete accuracy", f"{d.get('accuracy', 0):.3f}")
+            if c:
+                cols[1].metric("continuous accuracy", f"{c['accuracy']:.3f}",
+                               delta=f"{c['accuracy'] - d.get('accuracy', 0):+.3f}")
+                cols[2].metric("seconds / step", f"{res['train']['seconds_per_step']:.2f}")
+    _panel()
+
+
+def runs_frame(runs: list) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        res = r.get("result") or {}
+        cfg = r.get("config") or {}
+        rows.append({"id": r["id"], "name": r["name"], "status": r["status"],
+                     "template": cfg.get("template", ""),
+                     "dataset": str(cfg.get("train", "")).split("/")[-1],
+                     "discrete": (res.get("discrete") or {}).get("accuracy"),
+                     "continuous": (res.get("continuous") or {}).get("accuracy"),
+                     "steps": (res.get("train") or {}).get("steps"),
+                     "shared": r.get("shared"),
+                     "created": pd.to_datetime(r["created"], unit="s")})
+    return pd.DataFrame(rows)
