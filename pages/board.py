@@ -27,5 +27,5 @@ def board():
         "discrete": st.column_config.NumberColumn(format="%.3f")})
 
 
-st.title("🏆 Class board")
+st.title("Class board")
 board()

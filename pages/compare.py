@@ -55,6 +55,9 @@ def progress():
     if job is None or job.done:
         if job is not None and job.error:
             st.error(job.error)
+        if job is not None and job.done and st.session_state.get("compare_seen") != jid:
+            st.session_state["compare_seen"] = jid
+            st.rerun()  # show the finished comparison below
         return
     snap = job.snapshot()
     var = [e for e in snap["events"] if e["type"] == "variant"]

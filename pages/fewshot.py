@@ -92,6 +92,9 @@ def live():
         st.error(job.error)
     if not job.done and st.button("Stop sweep"):
         svc.queue.stop(jid)
+    if job.done and st.session_state.get("sweep_seen") != jid:
+        st.session_state["sweep_seen"] = jid
+        st.rerun()  # redraw the stored sweeps below
 
 
 live()

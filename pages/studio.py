@@ -60,9 +60,10 @@ if layout is not None:
 
     words = editable_words(tpl)
     if words:
-        cols = st.columns(min(len(words), 8))
+        cols = st.columns(10)
         for i, (w, role) in enumerate(words):
-            icon = {"discrete": "", "pseudo": "🟣 ", "anchor": "⚓ "}[role]
+            icon = {"discrete": "", "pseudo": ":material/blur_on: ",
+                    "anchor": ":material/anchor: "}[role]
             cols[i % len(cols)].button(f"{icon}{w}", key=f"w{i}-{w}-{role}", help=f"now: {role}",
                                        on_click=_set, args=(toggle_word(tpl, i),))
     c1, c2, _ = st.columns([1, 1, 3])

@@ -168,8 +168,9 @@ def sidebar() -> None:
         cur = st.session_state.get("model", DEFAULT_MODEL)
         if cur not in choices:
             choices = choices + [cur]
+        st.session_state["model"] = cur
         label = {DEFAULT_MODEL: DEFAULT_LABEL}
-        st.selectbox("Frozen language model", choices, index=choices.index(cur), key="model",
+        st.selectbox("Frozen language model", choices, key="model",
                      format_func=lambda m: label.get(m, m))
         if svc.settings.allow_any_model or svc.settings.allow_local_paths:
             other = st.text_input("…or a Hugging Face id, folder or .gguf file", key="model_other",
@@ -191,8 +192,8 @@ def sidebar() -> None:
         cur_ds = st.session_state.get("dataset", "sentiment")
         if cur_ds not in opts:
             cur_ds = "sentiment"
-            st.session_state["dataset"] = cur_ds
-        st.selectbox("Data", opts, index=opts.index(cur_ds), key="dataset")
+        st.session_state["dataset"] = cur_ds
+        st.selectbox("Data", opts, key="dataset")
         ctx = dataset_context()
         if ctx:
             st.caption(ctx["description"])

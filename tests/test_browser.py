@@ -1,0 +1,127 @@
+"""End to end in a real headless Chromium (Debian's; .ci/run installs it): start
+`streamlit run`, type a template, train on the default model, see the loss chart; open a
+shared link and run a tiny few-shot sweep. Screenshots go to the test's temp dir (and to
+$PTUNING_SCREENSHOTS if set, which is how the README's pictures are made)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.real]
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Debian chromium is not installed (apt-get install chromium)",
+                allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, default_backbone):
+    home = tmp_path_factory.mktemp("home")
+    port = _free_port()
+    env = dict(os.environ, PTUNING_HOME=str(home), PYTHONUNBUFFERED="1")
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start:\n" + (home / "server.log").read_text())
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def shot(page, tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    extra = os.environ.get("PTUNING_SCREENSHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(extra) / f"{name}.png")
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_type_template_train_and_watch_the_loss(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="networkidle")
+    box = page.get_by_label("Template", exact=True)
+    box.wait_for(timeout=120_000)
+    box.fill("{sentence} [P*4] It was [MASK]")
+    box.press("Enter")
+    page.locator(".token-strip").wait_for(timeout=60_000)
+    assert page.locator('.token-strip span[title="pseudo token"]').count() == 4
+    shot(page, tmp_path, "studio")
+    page.get_by_role("link", name="Train").click()
+    steps = page.get_by_label("Steps", exact=True)
+    steps.wait_for(timeout=60_000)
+    steps.fill("8")
+    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
+    page.get_by_label("Evaluate on at most N test examples").fill("20")
+    page.get_by_role("button", name="Train").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    page.get_by_text("finished").first.wait_for(timeout=180_000)
+    shot(page, tmp_path, "train")
+    # a browser refresh: the run is still there on the Runs page
+    page.goto(server + "/runs", wait_until="networkidle")
+    page.get_by_test_id("stMetricLabel").filter(has_text="continuous").first.wait_for(
+        timeout=60_000)
+    shot(page, tmp_path, "runs")
+
+
+def test_shared_link_and_small_sweep(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tpl = "{sentence} [P*2] It was [MASK]"
+    page.goto(f"{server}/?t={quote(tpl)}&d=sentiment&steps=5", wait_until="networkidle")
+    box = page.get_by_label("Template", exact=True)
+    box.wait_for(timeout=120_000)
+    assert box.input_value() == tpl
+    page.get_by_role("link", name="Few-shot").click()
+    page.get_by_label("k values (per class)").wait_for(timeout=60_000)
+    page.get_by_label("k values (per class)").fill("2,4")
+    page.get_by_label("Seeds", exact=True).fill("1")
+    page.get_by_label("Steps per run").fill("3")
+    page.get_by_label("Test examples").fill("10")
+    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_text("Download CSV").wait_for(timeout=300_000)
+    page.locator(".js-plotly-plot").first.wait_for()
+    shot(page, tmp_path, "fewshot")
