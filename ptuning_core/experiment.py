@@ -97,6 +97,25 @@ def prepare(spec: RunSpec) -> Prepared:
     return Prepared(spec, verb, train_rows, dev_rows, eval_rows, fields, warnings)
 
 
+def check_against_model(spec: RunSpec, prep: Prepared, bb) -> list:
+    """Compile both templates and the verbalizer for the model: label words it cannot encode,
+    colliding label words, templates longer than its context are refused here, with the reason,
+    before anything is queued. Returns the warnings."""
+    from .encoding import compile_layout, encode
+    warnings = []
+    dsrc = spec.discrete_template or to_discrete(parse(spec.template))
+    for src in (spec.template, dsrc):
+        lay = compile_layout(src, bb.tokenizer, bb.kind, prep.fields)
+        if prep.verbalizer is not None:
+            warnings += prep.verbalizer.compile(lay, bb.tokenizer).warnings
+        if prep.train_rows:
+            enc = encode(lay, prep.train_rows[0], bb.tokenizer, bb.max_length)
+            if enc.truncated:
+                warnings.append("some examples are longer than the model's context and are cut")
+        warnings += [w for w in lay.warnings if w not in warnings]
+    return warnings
+
+
 def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = None,
                    stop: Optional[threading.Event] = None, store: Optional[RunStore] = None,
                    run_id: Optional[str] = None, prepared: Optional[Prepared] = None) -> dict:

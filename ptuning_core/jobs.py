@@ -103,6 +103,10 @@ class JobQueue:
                                      name=f"ptuning-worker-{device}")
                 self._workers[device] = t
                 t.start()
+            if self.idle_timeout and "_reaper" not in self._workers:
+                r = threading.Thread(target=self._reap_loop, daemon=True, name="ptuning-reaper")
+                self._workers["_reaper"] = r
+                r.start()
             self._cv.notify_all()
             return job
 
@@ -170,6 +174,11 @@ class JobQueue:
         for jid in gone:
             self.stop(jid)
         return gone
+
+    def _reap_loop(self) -> None:
+        while not self._closed:
+            self.reap_idle()
+            time.sleep(min(5.0, max(0.05, self.idle_timeout / 4)))
 
     def forget_finished(self, older_than: float = 3600.0) -> None:
         cutoff = time.time() - older_than

@@ -102,8 +102,14 @@ class Service:
         spec.model = self.settings.check_model(spec.model)
         if spec.train_cfg.steps > self.settings.max_steps:
             raise ValueError(f"this server allows at most {self.settings.max_steps} steps per run")
+        for ref in (spec.train, spec.eval, spec.dev):
+            if ref is not None:
+                self.check_data_ref(ref)
         prep = prepare(spec)
         from .backbone import resolve_device
+        from .experiment import check_against_model
+        from .registry import get_backbone
+        check_against_model(spec, prep, get_backbone(spec.model, spec.device))
         device = str(resolve_device(spec.device))
         rid = self.store.create(spec.name or spec.template[:60], spec.to_dict(),
                                 owner or session, status="queued")
@@ -121,13 +127,32 @@ class Service:
         try:
             job = self.queue.submit(session, fn, device, spec.name or spec.template[:60])
         except QueueFull:
-            self.store.delete(rid)
+            self.store.delete(rid, force=True)  # never queued: leave no trace
             raise
         job.run_id = rid
         job.on_cancel = lambda: store.set_status(rid, "cancelled")
         with self._lock:
             self._by_run[rid] = job.id
         return job
+
+    def check_data_ref(self, ref: str) -> str:
+        """Server mode: data comes from bundled sets or files this server wrote (uploads)."""
+        from . import data as D
+        from . import paths
+        if D.is_bundled_ref(ref):
+            name, split = ref.rsplit(":", 1)
+            if split not in D.dataset_info(name)["files"]:
+                raise D.DataError(f"dataset '{name}' has no split '{split}'")
+            return ref
+        uploads = (paths.home() / "uploads").resolve()
+        try:
+            p = Path(ref).resolve()
+        except (OSError, ValueError):
+            p = None
+        if p is None or uploads not in p.parents:
+            raise D.DataError("this server only reads bundled datasets and files uploaded "
+                              "through the app")
+        return ref
 
     def submit_task(self, session: str, label: str, fn, device: str = "cpu") -> Job:
         """Queue any other long task (comparisons, sweeps): fn(job) -> result."""

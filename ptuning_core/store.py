@@ -165,11 +165,11 @@ class RunStore:
             c.execute("UPDATE runs SET shared=?, author=?, updated=? WHERE id=?",
                       (1 if shared else 0, author.strip()[:60], time.time(), rid))
 
-    def delete(self, rid: str) -> None:
+    def delete(self, rid: str, force: bool = False) -> None:
         r = self.get(rid)
         if r is None:
             raise StoreError(f"no run {rid}")
-        if r["status"] in ACTIVE and r.get("pid") == os.getpid():
+        if not force and r["status"] in ACTIVE and r.get("pid") == os.getpid():
             raise StoreError("stop the run before deleting it")
         with self._conn() as c:
             c.execute("DELETE FROM steps WHERE run_id=?", (rid,))

@@ -1,0 +1,224 @@
+"""Many users, crashes and server mode: the queue, the store and the service under load."""
+import gc
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ptuning_core import registry
+from ptuning_core.backbone import ModelLoadError
+from ptuning_core.data import DataError
+from ptuning_core.experiment import RunSpec
+from ptuning_core.jobs import JobQueue, QueueFull
+from ptuning_core.service import Service, Settings
+from ptuning_core.store import RunStore
+from ptuning_core.train import TrainConfig
+from tiny import tiny_causal
+
+ROOT = Path(__file__).resolve().parents[2]
+VERB = {"negative": ["terrible"], "positive": ["great"]}
+
+
+def tiny_service(tmp_path, **kw):
+    bb = tiny_causal()
+    bb.name = "tiny-rel"
+    registry.put(bb)
+    s = Settings(allowed_models=["tiny-rel"], **kw)
+    return Service(s, RunStore(tmp_path / "runs"))
+
+
+def spec(steps=3, **kw):
+    return RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
+                   eval="sentiment:test", verbalizer=VERB, model="tiny-rel", shots=2,
+                   max_eval=6, train_cfg=TrainConfig(steps=steps, batch_size=2, eval_every=0,
+                                                     snapshot_every=0), **kw)
+
+
+def test_round_robin_fairness_and_positions():
+    q = JobQueue(max_queued_per_session=5)
+    gate = threading.Event()
+    order = []
+
+    def fn(tag):
+        def run(job):
+            gate.wait(10)
+            order.append(tag)
+        return run
+    q.submit("blocker", fn("blocker"))
+    time.sleep(0.2)  # the blocker is running
+    a = [q.submit("A", fn(f"A{i}")) for i in range(3)]
+    b = q.submit("B", fn("B0"))
+    c = q.submit("C", fn("C0"))
+    positions = sorted(q.position(j.id) for j in a + [b, c])
+    assert positions == [1, 2, 3, 4, 5]  # consistent: each place once
+    assert q.position(b.id) < q.position(a[2].id)  # B does not wait for all of A
+    gate.set()
+    for j in a + [b, c]:
+        q.wait(j.id, 20)
+    assert order[0] == "blocker" and order.index("B0") < order.index("A2")
+    assert order.index("C0") < order.index("A2")
+    q.close()
+
+
+def test_per_session_cap_and_total_cap():
+    q = JobQueue(max_queued_per_session=2, max_queued_total=3)
+    gate = threading.Event()
+    fn = lambda job: gate.wait(10)  # noqa: E731
+    q.submit("s1", fn)
+    q.submit("s1", fn)
+    with pytest.raises(QueueFull, match="limit is 2"):
+        q.submit("s1", fn)
+    q.submit("s2", fn)
+    with pytest.raises(QueueFull, match="queue is full"):
+        q.submit("s3", fn)
+    gate.set()
+    q.close()
+
+
+def test_load_many_sessions_every_run_finishes_or_is_refused(tmp_path):
+    import psutil
+    svc = tiny_service(tmp_path, max_queued=2)
+    gc.collect()
+    base = psutil.Process().memory_info().rss
+    results, refused, lock = [], [], threading.Lock()
+
+    def session(i):
+        for _ in range(3):
+            try:
+                job = svc.submit_run(f"s{i}", spec())
+                with lock:
+                    results.append(job)
+            except QueueFull as e:
+                with lock:
+                    refused.append(str(e))
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for j in results:
+        svc.queue.wait(j.id, 120)
+    assert len(results) + len(refused) == 30
+    assert refused and all("limit is 2" in m for m in refused)
+    assert all(j.status == "finished" for j in results), [j.error for j in results]
+    runs = svc.store.list()
+    assert sorted(r["id"] for r in runs) == sorted(j.run_id for j in results)  # none lost/duped
+    assert all(r["status"] == "finished" for r in runs)
+    assert [k for k in registry.loaded() if k[0] == "tiny-rel"] == [("tiny-rel", "cpu")]
+    svc.queue.close()
+    gc.collect()
+    assert psutil.Process().memory_info().rss - base < 300 * 2 ** 20
+
+
+def test_abandoned_session_is_cancelled_after_idle_time(tmp_path):
+    svc = tiny_service(tmp_path, idle_timeout=1, max_steps=100000)
+    job = svc.submit_run("ghost", spec(steps=100000))
+    queued = svc.submit_run("ghost", spec())
+    svc.queue.wait(job.id, 30)
+    assert job.status == "stopped" and queued.status == "cancelled"
+    assert svc.store.get(job.run_id)["status"] == "stopped"
+    assert svc.store.get(queued.run_id)["status"] == "cancelled"
+    svc.queue.close()
+
+
+def test_a_failing_run_is_marked_failed_and_the_worker_keeps_serving(tmp_path, monkeypatch):
+    svc = tiny_service(tmp_path)
+    import ptuning_core.train as T
+    real = T.train
+    calls = {"n": 0}
+
+    def boom(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*a, **k)
+    monkeypatch.setattr("ptuning_core.experiment.train", boom)
+    bad = svc.submit_run("s", spec())
+    good = svc.submit_run("s", spec())
+    svc.queue.wait(bad.id, 30)
+    svc.queue.wait(good.id, 30)
+    assert bad.status == "failed" and "out of memory" in bad.error
+    r = svc.store.get(bad.run_id)
+    assert r["status"] == "failed" and "out of memory" in r["error"]
+    assert good.status == "finished"
+    svc.queue.close()
+
+
+def test_sigkill_mid_run_leaves_an_interrupted_run_with_its_metrics(tmp_path):
+    bb = tiny_causal()
+    folder = tmp_path / "tiny-model"
+    bb.model.save_pretrained(folder)
+    bb.tokenizer.save_pretrained(folder)
+    home = tmp_path / "home"
+    store = RunStore(home / "runs")
+    keep = store.create("kept", {"template": "x"}, status="finished")
+    env = dict(os.environ, PTUNING_HOME=str(home))
+    p = subprocess.Popen([sys.executable, "-m", "ptuning_core", "run", "--model", str(folder),
+                          "--train", "sentiment:train", "--eval", "sentiment:test", "--template",
+                          "{sentence} [P*2] It was [MASK]", "--verbalizer",
+                          '{"negative": ["terrible"], "positive": ["great"]}', "--shots", "4",
+                          "--steps", "100000", "--batch-size", "2"], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = home / "runs" / "runs.sqlite"
+    deadline = time.time() + 120
+    n = 0
+    while time.time() < deadline:
+        with sqlite3.connect(db) as c:
+            n = c.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+        if n >= 3:
+            break
+        time.sleep(0.3)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert n >= 3
+    s = RunStore(home / "runs")  # "restart": opens cleanly
+    runs = {r["name"]: r for r in s.list()}
+    victim = next(r for r in runs.values() if r["id"] != keep)
+    assert victim["status"] == "interrupted"
+    assert len(s.steps(victim["id"])) >= 3
+    assert s.get(keep)["status"] == "finished"
+    assert not list((home / "runs").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["/etc", "../../secret", "~/.ssh", "evil.gguf", "C:\\x",
+                                  "someone/unknown-model"])
+def test_server_refuses_models_it_does_not_allow(tmp_path, name):
+    svc = tiny_service(tmp_path)
+    with pytest.raises(ModelLoadError):
+        svc.settings.check_model(name)
+    with pytest.raises(ModelLoadError):
+        svc.submit_run("s", spec(steps=1).__class__(**{**spec().__dict__, "model": name}))
+
+
+@pytest.mark.parametrize("ref", ["/etc/passwd", "../../../etc/passwd", "data/manifest.json",
+                                 "sentiment:../../etc/passwd"])
+def test_students_cannot_read_server_files_through_data_refs(tmp_path, ref):
+    svc = tiny_service(tmp_path)
+    with pytest.raises(DataError):
+        svc.check_data_ref(ref)
+    with pytest.raises(DataError):
+        svc.submit_run("s", RunSpec(template="{sentence} [P] [MASK]", train=ref,
+                                    eval="sentiment:test", verbalizer=VERB, model="tiny-rel"))
+
+
+def test_server_step_limit(tmp_path):
+    svc = tiny_service(tmp_path, max_steps=10)
+    with pytest.raises(ValueError, match="at most 10 steps"):
+        svc.submit_run("s", spec(steps=11))
+    assert svc.clamp_steps(999) == 10
+
+
+def test_label_words_the_model_cannot_encode_are_refused_before_queuing(tmp_path):
+    from ptuning_core.verbalizer import VerbalizerError
+    svc = tiny_service(tmp_path)
+    bad = spec()
+    bad.verbalizer = {"negative": ["great"], "positive": ["great"]}
+    with pytest.raises(VerbalizerError, match="same token"):
+        svc.submit_run("s", bad)
+    assert svc.store.list() == []

@@ -1,0 +1,118 @@
+"""Compare, Embeddings, Few-shot and Class board pages on a tiny model (AppTest)."""
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ptuning_core import registry
+from ptuning_core.experiment import RunSpec
+from ptuning_core.train import TrainConfig
+from tiny import tiny_causal
+
+TINY = "tiny-llama2"
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("PTUNING_ALLOWED_MODELS", TINY)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    bb = tiny_causal()
+    bb.name = TINY
+    registry.put(bb)
+    from ui.common import service
+    svc = service()
+
+    def page(path, **state):
+        at = AppTest.from_file("../app.py", default_timeout=90)
+        at.session_state["model"] = TINY
+        for k, v in state.items():
+            at.session_state[k] = v
+        at.run()
+        at.switch_page(path)
+        at.run()
+        assert not at.exception, at.exception
+        return at
+    yield svc, page
+    svc.queue.close()
+    st.cache_resource.clear()
+
+
+def finished_run(svc, steps=6):
+    job = svc.submit_run("t", RunSpec(
+        template="{sentence} [P:it] [P*2] was [MASK]", train="sentiment:train",
+        eval="sentiment:test", verbalizer={"negative": ["terrible"], "positive": ["great"]},
+        model=TINY, shots=4, max_eval=12, train_cfg=TrainConfig(steps=steps, batch_size=4,
+                                                                 snapshot_every=2)))
+    svc.queue.wait(job.id, 60)
+    assert job.status == "finished", job.error
+    return job.run_id
+
+
+def wait_jobs(svc, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end and any(not j.done for j in svc.queue.jobs()):
+        time.sleep(0.2)
+    assert all(j.status == "finished" for j in svc.queue.jobs()), \
+        [(j.status, j.error) for j in svc.queue.jobs()]
+
+
+def test_compare_shows_discrete_and_continuous_accuracies(env):
+    svc, page = env
+    at = page("pages/compare.py")
+    at.number_input[0].set_value(4)  # steps
+    at.number_input[1].set_value(4)  # k
+    at.number_input[3].set_value(12)  # test examples
+    at.button[0].click().run()
+    wait_jobs(svc)
+    at = page("pages/compare.py")
+    table = next(df.value for df in at.dataframe if "Δ vs discrete" in df.value.columns)
+    assert list(table["prompt"]) == ["discrete", "P-tuning (lstm)", "prompt tuning (none)"]
+    assert table["accuracy"].between(0, 1).all()
+    assert len(at.get("plotly_chart")) >= 3  # loss curves + confusion matrices
+    assert any("examples changed" in c.value for c in at.caption)
+
+
+def test_embeddings_page_nearest_tokens_map_and_discretize(env):
+    svc, page = env
+    rid = finished_run(svc)
+    at = page("pages/embeddings.py")
+    near = next(df.value for df in at.dataframe if "nearest" in df.value.columns)
+    assert list(near["pseudo"]) == ["P0", "P1", "P2"]
+    assert near["init word"][0].strip() == "it" and near["init word"][1] == "(random)"
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3  # map, trajectory loss, similarity heatmap
+    assert at.select_slider  # the trajectory replay slider
+    assert any("projection, not an explanation" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
+    labels = [m.label for m in at.metric]
+    assert "nearest-word prompt" in labels and "continuous prompt" in labels
+    assert svc.store.get(rid)
+
+
+def test_fewshot_sweep_stores_and_draws(env):
+    svc, page = env
+    at = page("pages/fewshot.py")
+    at.text_input[0].set_value("2,4")
+    at.number_input[0].set_value(1)  # seeds
+    at.number_input[1].set_value(2)  # steps
+    at.number_input[2].set_value(10)  # test examples
+    at.button[0].click().run()
+    wait_jobs(svc)
+    sweeps = svc.store.list(kind="sweep")
+    assert len(sweeps) == 1
+    rows = sweeps[0]["result"]["rows"]
+    assert {r["method"] for r in rows} == {"discrete", "ptuning", "prompt-tuning", "linear-probe"}
+    assert {r["k"] for r in rows} == {2, 4}
+    at = page("pages/fewshot.py")
+    assert at.get("plotly_chart") and any("mean" in df.value.columns for df in at.dataframe)
+
+
+def test_class_board_lists_shared_runs(env):
+    svc, page = env
+    rid = finished_run(svc, steps=2)
+    svc.store.share(rid, True, "Ada")
+    at = page("pages/board.py")
+    df = at.dataframe[0].value
+    assert df["author"].tolist() == ["Ada"] and df["run"].tolist() == [rid]
