@@ -7,17 +7,9 @@ from ptuning_core.compare import VARIANTS, changed_predictions, run_comparison
 from ptuning_core.experiment import USER_ERRORS, RunSpec, prepare
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
-from ui.common import (backbone, confusion_figure, dataset_context, loss_figure, service,
-                       session_id)
+from ui.common import confusion_figure, loss_figure, page_setup, verbalizer_for
 
-st.title("Discrete vs continuous")
-svc = service()
-sid = session_id()
-bb = backbone()
-ctx = dataset_context()
-if bb is None or ctx is None:
-    st.stop()
-template = st.session_state.get("template") or ctx["ptuning_templates"][bb.kind]
+svc, sid, bb, ctx, template = page_setup("Discrete vs continuous")
 st.markdown(f"Template `{template}` on **{ctx['name']}**: every variant trains on the same "
             f"k-shot split and is tested on the same examples.")
 with st.form("compare"):
@@ -32,8 +24,7 @@ with st.form("compare"):
 
 if go:
     spec = RunSpec(template=template, train=ctx["train_ref"], eval=ctx["eval_ref"],
-                   verbalizer=None if ctx["vocab"] else st.session_state.get("verbalizer",
-                                                                             ctx["verbalizer"]),
+                   verbalizer=verbalizer_for(ctx),
                    model=st.session_state.get("model", "default"), label_field=ctx["label_field"],
                    shots=int(shots), max_eval=int(max_eval), name="compare",
                    train_cfg=TrainConfig(steps=int(steps), seed=int(seed)))

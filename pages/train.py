@@ -5,17 +5,9 @@ from ptuning_core.backbone import ModelLoadError
 from ptuning_core.experiment import USER_ERRORS, RunSpec
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
-from ui.common import (backbone, base_url, dataset_context, job_panel, service, session_id,
-                       share_query)
+from ui.common import base_url, job_panel, page_setup, share_query, verbalizer_for
 
-st.title("Train a continuous prompt")
-svc = service()
-sid = session_id()
-bb = backbone()
-ctx = dataset_context()
-if bb is None or ctx is None:
-    st.stop()
-template = st.session_state.get("template") or ctx["ptuning_templates"][bb.kind]
+svc, sid, bb, ctx, template = page_setup("Train a continuous prompt")
 st.markdown(f"**Template:** `{template}`  ·  **data:** {ctx['name']}  ·  edit it in "
             f"Template Studio")
 max_steps = svc.settings.max_steps
@@ -52,8 +44,7 @@ if go:
     st.session_state.update(steps=int(steps), lr=float(lr), encoder=enc, seed=int(seed),
                             shots=int(shots))
     spec = RunSpec(template=template, train=ctx["train_ref"], eval=ctx["eval_ref"],
-                   dev=None, verbalizer=None if ctx["vocab"] else st.session_state.get(
-                       "verbalizer", ctx["verbalizer"]),
+                   dev=None, verbalizer=verbalizer_for(ctx),
                    model=st.session_state.get("model", "default"), label_field=ctx["label_field"],
                    shots=int(shots) or None, device=device, name=name,
                    max_eval=int(max_eval),

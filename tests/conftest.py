@@ -28,3 +28,41 @@ def default_backbone():
     import torch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return get_backbone("default", "cpu")
+
+
+@pytest.fixture
+def tiny_app(monkeypatch):
+    """(service, page): a tiny causal model registered as the only allowed model; page(path)
+    runs app.py in AppTest, switches to ``path`` and checks nothing raised."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from ptuning_core import registry
+    from tiny import tiny_causal
+    name = "tiny-app"
+    monkeypatch.setenv("PTUNING_ALLOWED_MODELS", name)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    bb = tiny_causal()
+    bb.name = name
+    registry.put(bb)
+    from ui.common import service
+    svc = service()
+
+    def page(path=None, query=None, **state):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+        at.session_state["model"] = name
+        for k, v in state.items():
+            at.session_state[k] = v
+        for k, v in (query or {}).items():
+            at.query_params[k] = v
+        at.run()
+        if path:
+            at.switch_page(path)
+            at.run()
+        assert not at.exception, at.exception
+        return at
+    page.model = name
+    yield svc, page
+    svc.queue.close()
+    st.cache_resource.clear()

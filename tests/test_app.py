@@ -2,39 +2,16 @@
 import time
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
-
-from ptuning_core import registry
-from tiny import tiny_causal
-
-TINY = "tiny-llama"
 
 
 @pytest.fixture
-def app(monkeypatch):
-    monkeypatch.setenv("PTUNING_ALLOWED_MODELS", TINY)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    bb = tiny_causal()
-    bb.name = TINY
-    registry.put(bb)
+def app(tiny_app):
+    svc, page = tiny_app
 
-    def make(page=None, **state):
-        at = AppTest.from_file("../app.py", default_timeout=60)
-        at.session_state["model"] = TINY
-        for k, v in state.items():
-            at.session_state[k] = v
-        at.run()
-        if page:
-            at.switch_page(page)
-            at.run()
-        assert not at.exception, at.exception
-        return at
-    yield make
-    from ui.common import service
-    service().queue.close()
-    st.cache_resource.clear()
+    def make(path=None, **state):
+        return page(path, **state)
+    make.model = page.model
+    return make
 
 
 def strip_html(at):
@@ -102,7 +79,7 @@ def test_stop_a_run(app):
     spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
                    eval="sentiment:test", verbalizer={"negative": ["terrible"],
                                                       "positive": ["great"]},
-                   model=TINY, max_eval=10, train_cfg=TrainConfig(steps=400, batch_size=2))
+                   model=app.model, max_eval=10, train_cfg=TrainConfig(steps=400, batch_size=2))
     job = svc.submit_run("someone", spec)
     while job.snapshot()["progress"].get("step", 0) < 2:
         time.sleep(0.05)
@@ -114,14 +91,9 @@ def test_stop_a_run(app):
     assert (svc.store.run_dir(job.run_id) / "prompt.safetensors").is_file()
 
 
-def test_shared_link_restores_state(app):
-    at = AppTest.from_file("../app.py", default_timeout=60)
-    at.session_state["model"] = TINY
-    at.query_params["t"] = "{sentence} [P*3] It was [MASK]"
-    at.query_params["d"] = "sentiment"
-    at.query_params["steps"] = "17"
-    at.run()
-    assert not at.exception
+def test_shared_link_restores_state(tiny_app):
+    _, page = tiny_app
+    at = page(query={"t": "{sentence} [P*3] It was [MASK]", "d": "sentiment", "steps": "17"})
     assert at.text_input(key="template_input").value == "{sentence} [P*3] It was [MASK]"
     assert at.session_state["steps"] == 17
 

@@ -2,48 +2,21 @@
 import time
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
-from ptuning_core import registry
 from ptuning_core.experiment import RunSpec
 from ptuning_core.train import TrainConfig
-from tiny import tiny_causal
-
-TINY = "tiny-llama2"
 
 
 @pytest.fixture
-def env(monkeypatch):
-    monkeypatch.setenv("PTUNING_ALLOWED_MODELS", TINY)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    bb = tiny_causal()
-    bb.name = TINY
-    registry.put(bb)
-    from ui.common import service
-    svc = service()
-
-    def page(path, **state):
-        at = AppTest.from_file("../app.py", default_timeout=90)
-        at.session_state["model"] = TINY
-        for k, v in state.items():
-            at.session_state[k] = v
-        at.run()
-        at.switch_page(path)
-        at.run()
-        assert not at.exception, at.exception
-        return at
-    yield svc, page
-    svc.queue.close()
-    st.cache_resource.clear()
+def env(tiny_app):
+    return tiny_app
 
 
 def finished_run(svc, steps=6):
     job = svc.submit_run("t", RunSpec(
         template="{sentence} [P:it] [P*2] was [MASK]", train="sentiment:train",
         eval="sentiment:test", verbalizer={"negative": ["terrible"], "positive": ["great"]},
-        model=TINY, shots=4, max_eval=12, train_cfg=TrainConfig(steps=steps, batch_size=4,
+        model=svc.settings.allowed_models[0], shots=4, max_eval=12, train_cfg=TrainConfig(steps=steps, batch_size=4,
                                                                  snapshot_every=2)))
     svc.queue.wait(job.id, 60)
     assert job.status == "finished", job.error

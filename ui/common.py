@@ -92,6 +92,23 @@ def base_url() -> str:
         return ""
 
 
+def page_setup(title: str):
+    """Title, then (service, session id, backbone, dataset context, current template);
+    stops the page with the error shown when the model or the data is not usable."""
+    st.title(title)
+    svc, sid = service(), session_id()
+    bb, ctx = backbone(), dataset_context()
+    if bb is None or ctx is None:
+        st.stop()
+    template = st.session_state.get("template") or ctx["ptuning_templates"][bb.kind]
+    return svc, sid, bb, ctx, template
+
+
+def verbalizer_for(ctx: dict):
+    """The verbalizer edited in Template Studio, or the dataset's (None: open vocabulary)."""
+    return None if ctx["vocab"] else st.session_state.get("verbalizer", ctx["verbalizer"])
+
+
 # ---- data -----------------------------------------------------------------------------------
 def _uploads_dir() -> Path:
     p = paths.home() / "uploads"
