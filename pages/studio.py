@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.encoding import compile_layout, label_token_ids, token_strip
+from ptuning_core.encoding import compile_layout, encode, label_token_ids, token_strip
 from ptuning_core.evaluate import evaluate
 from ptuning_core.model import PromptModel
 from ptuning_core.template import (TemplateError, editable_words, parse, to_continuous,
@@ -49,6 +49,9 @@ if layout is not None:
         n_tok = len(strip)
         st.caption(f"{n_tok} tokens on the first example · {layout.n_pseudo} pseudo tokens · "
                    f"context {bb.max_length}")
+        if encode(layout, example, bb.tokenizer, bb.max_length).truncated:
+            st.warning(f"this example is longer than the model's context ({bb.max_length} "
+                       f"tokens): its text is cut to fit")
     except TemplateError as e:
         st.error(f"Template error: {e.message}")
     for w in layout.warnings:

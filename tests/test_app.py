@@ -102,3 +102,11 @@ def test_shared_link_restores_state(tiny_app):
                                   "pages/board.py", "pages/runs.py"])
 def test_every_page_renders_empty(app, page):
     app(page)
+
+
+def test_long_template_warns_about_the_context(app):
+    at = app()
+    # the tiny model's context is 128 tokens: a long template cuts the example's text
+    at.text_input(key="template_input").set_value("{sentence} " + "the " * 120 + "[MASK]").run()
+    assert any("longer than the model's context" in w.value for w in at.warning) or \
+        any("context" in e.value for e in at.error)
