@@ -179,12 +179,20 @@ class PromptModel(nn.Module):
             lpos[b] = e.label_pos + o
             if e.first_pseudo >= 0:
                 first[b] = e.first_pseudo + o
-        pos = (mask.cumsum(-1) - 1).clamp(min=0) if left else None
+        pos = (mask.cumsum(-1) - 1).clamp(min=0) if left else torch.zeros_like(mask)
+        # one buffer, one (pinned, non-blocking on CUDA) transfer per batch
+        packed = torch.cat([torch.stack([ids, mask, pos, pidx, textm.long()]).flatten(),
+                            lpos, first])
         dev = self.device
-        nb = dev.type == "cuda"
-        to = (lambda t: None if t is None else t.pin_memory().to(dev, non_blocking=True)) if nb \
-            else (lambda t: None if t is None else t.to(dev))
-        return Batch(to(ids), to(mask), to(pos), to(pidx), to(lpos), to(textm), to(first))
+        if dev.type == "cuda":
+            packed = packed.pin_memory().to(dev, non_blocking=True)
+        else:
+            packed = packed.to(dev)
+        n = B * L
+        grid = packed[:5 * n].view(5, B, L)
+        lpos_d, first_d = packed[5 * n:5 * n + B], packed[5 * n + B:]
+        return Batch(grid[0], grid[1], grid[2] if left else None, grid[3], lpos_d,
+                     grid[4].bool(), first_d)
 
     # ---- forward pieces ----------------------------------------------------------------
     def _embed(self, input_ids, pseudo_idx, prompt):

@@ -106,6 +106,10 @@ def test_type_template_train_and_watch_the_loss(server, browser, tmp_path):
     page.get_by_test_id("stMetricLabel").filter(has_text="continuous").first.wait_for(
         timeout=60_000)
     shot(page, tmp_path, "runs")
+    page.goto(server + "/embeddings", wait_until="networkidle")
+    page.get_by_text("projection, not an explanation").first.wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+    shot(page, tmp_path, "embeddings")
 
 
 def test_shared_link_and_small_sweep(server, browser, tmp_path):
@@ -125,3 +129,16 @@ def test_shared_link_and_small_sweep(server, browser, tmp_path):
     page.get_by_text("Download CSV").wait_for(timeout=300_000)
     page.locator(".js-plotly-plot").first.wait_for()
     shot(page, tmp_path, "fewshot")
+
+
+def test_compare_discrete_and_continuous(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(server + "/compare", wait_until="networkidle")
+    page.get_by_role("button", name="Compare").wait_for(timeout=120_000)
+    page.get_by_label("Steps", exact=True).fill("4")
+    page.get_by_label("k per class").fill("2")
+    page.get_by_label("Test examples").fill("12")
+    page.get_by_role("button", name="Compare").click()
+    page.get_by_text("examples changed").first.wait_for(timeout=300_000)
+    page.locator(".js-plotly-plot").first.wait_for()
+    shot(page, tmp_path, "compare")
