@@ -14,6 +14,8 @@ def _autocast(pm: PromptModel, amp: bool):
 
 def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32, amp: bool = True):
     """Scores for each encoding, batched by length (sorted) under inference mode."""
+    if pm.device.type == "cuda":
+        batch_size = max(batch_size, 128)  # a GPU wants bigger batches; memory is no concern here
     order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
     out = [None] * len(encs)
     with torch.inference_mode(), _autocast(pm, amp):
