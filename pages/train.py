@@ -38,6 +38,14 @@ with st.form("run"):
     max_eval = c[1].number_input("Evaluate on at most N test examples", 10, 5000, 200,
                                  key="f_max_eval")
     name = st.text_input("Run name (optional)", key="f_name")
+    model_name = st.session_state.get("model", "default")
+    same = [r for r in svc.store.list() if r["kind"] == "train" and r["status"] in
+            ("finished", "stopped") and r["config"].get("template") == template
+            and r["config"].get("model") == model_name]
+    resume = st.selectbox("Continue from run (optional)", [None] + [r["id"] for r in same],
+                          format_func=lambda i: "— start fresh —" if i is None else
+                          next(f"{r['name']} · {i}" for r in same if r["id"] == i),
+                          key="f_resume", help="same template and model; pick its encoder")
     go = st.form_submit_button("Train", type="primary")
 
 if go:
@@ -47,7 +55,7 @@ if go:
                    dev=None, verbalizer=verbalizer_for(ctx),
                    model=st.session_state.get("model", "default"), label_field=ctx["label_field"],
                    shots=int(shots) or None, device=device, name=name,
-                   max_eval=int(max_eval),
+                   max_eval=int(max_eval), resume=resume,
                    train_cfg=TrainConfig(steps=int(steps), lr=float(lr), batch_size=int(batch),
                                          seed=int(seed), encoder=enc, aux_weight=float(aux),
                                          eval_every=int(eval_every)))

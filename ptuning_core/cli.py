@@ -1,4 +1,4 @@
-"""Command line: ``python -m ptuning_core run|datasets|runs|show|export|import|fewshot``."""
+"""Command line: ``python -m ptuning_core run|datasets|runs|export|import|fewshot|warmup``."""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +72,7 @@ def _add_run_args(p):
     p.add_argument("--no-fast", action="store_true", help="disable the causal prefix cache")
     p.add_argument("--device", default="auto")
     p.add_argument("--name", default="")
+    p.add_argument("--resume", help="continue training from this run's encoder weights")
     p.add_argument("--out", help="also copy the run's files to this folder")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
@@ -89,7 +90,8 @@ def _spec_from_args(a):
     return RunSpec(template=a.template, train=a.train, eval=a.eval, verbalizer=verb,
                    model=a.model, discrete_template=a.discrete_template, dev=a.dev,
                    text_fields=fields, label_field=a.label_field, shots=a.shots,
-                   device=a.device, name=a.name, max_eval=a.max_eval, train_cfg=cfg)
+                   device=a.device, name=a.name, max_eval=a.max_eval, resume=a.resume,
+                   train_cfg=cfg)
 
 
 def cmd_run(a) -> int:

@@ -39,6 +39,7 @@ class RunSpec:
     device: str = "auto"
     name: str = ""
     max_eval: Optional[int] = None
+    resume: Optional[str] = None  # run id whose encoder weights to continue from
     train_cfg: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
@@ -145,6 +146,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     if tpl.has_pseudo:
         pm = PromptModel(bb, spec.template, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields)
         warnings += [w for w in pm.warnings if w not in warnings]
+        if spec.resume:
+            resume_encoder(pm, spec, store)
         init = pm.encoder.base.detach().clone() if pm.encoder.kind != "none" else \
             pm.encoder.embeddings.detach().clone()
         pending: list = []
@@ -197,6 +200,23 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                                      details.items()})
         store.finish(run_id, status, full, tensors)
     return result
+
+
+def resume_encoder(pm: PromptModel, spec: RunSpec, store: Optional[RunStore]) -> None:
+    """Load a stored run's encoder weights into ``pm`` (same template, model and encoder)."""
+    store = store or RunStore()
+    old = store.get(spec.resume)
+    if old is None:
+        raise ValueError(f"no run {spec.resume} to resume")
+    oc = old["config"]
+    if oc.get("template") != spec.template or oc.get("model") != spec.model:
+        raise ValueError("a run can only be resumed with the same template and model")
+    state = store.tensors(spec.resume, "encoder.safetensors")
+    mine = pm.encoder.state_dict()
+    if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+        raise ValueError(f"run {spec.resume} used another encoder "
+                         f"({(oc.get('train_cfg') or {}).get('encoder')}); pick the same one")
+    pm.encoder.load_state_dict({k: v.to(mine[k].dtype) for k, v in state.items()})
 
 
 def submit_and_run(spec: RunSpec, store: RunStore, owner: str = "cli", **kw) -> dict:

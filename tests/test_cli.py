@@ -36,8 +36,19 @@ def test_cli_run_on_the_default_model_returns_the_json_contract(tmp_path, defaul
     assert Path(res["run_dir"]).is_dir() and (out / "prompt.safetensors").is_file()
     assert "6/6" in r.stderr  # progress bar on stderr, not in the JSON line
     # the run is in the store
-    r2 = cli("runs", "--json", env={"PTUNING_HOME": str(tmp_path / "home")})
+    env = {"PTUNING_HOME": str(tmp_path / "home")}
+    r2 = cli("runs", "--json", env=env)
     assert json.loads(r2.stdout)[0]["status"] == "finished"
+    # export the learned prompt and import it back
+    rid = json.loads(r2.stdout)[0]["id"]
+    f = tmp_path / "p.safetensors"
+    assert cli("export", rid, str(f), env=env).returncode == 0 and f.is_file()
+    assert f.with_suffix(".json").is_file()
+    r3 = cli("import", str(f), "--model", "default", env=env)
+    assert r3.returncode == 0, r3.stderr
+    assert len(json.loads(cli("runs", "--json", env=env).stdout)) == 2
+    bad = cli("import", str(f), "--model", "gpt2", env=env)
+    assert bad.returncode == 2 and "learned on 'default'" in bad.stderr
 
 
 @pytest.mark.real

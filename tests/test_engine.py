@@ -256,3 +256,33 @@ def test_truncation_keeps_template_and_label_slot(causal):
     enc = pm.encode([long])[0]
     assert enc.truncated and len(enc.ids) <= causal.max_length
     assert enc.roles[-2:] == ["text", "text"] and enc.roles.count("pseudo") == 2
+
+
+def test_resume_continues_from_stored_encoder_weights(tmp_path):
+    from ptuning_core import registry
+    from ptuning_core.experiment import RunSpec, run_experiment
+    from ptuning_core.store import RunStore
+    bb = tiny_causal()
+    bb.name = "tiny-resume"
+    registry.put(bb)
+    store = RunStore(tmp_path)
+    base = dict(template="{sentence} [P*2] it was [MASK]", train="sentiment:train",
+                eval="sentiment:test", verbalizer={"negative": ["terrible"],
+                                                   "positive": ["great"]},
+                model="tiny-resume", shots=4, max_eval=8, device="cpu")
+    spec1 = RunSpec(**base, train_cfg=TrainConfig(steps=20, lr=3e-2, batch_size=4))
+    first = store.create("a", spec1.to_dict(), status="running")
+    run_experiment(spec1, store=store, run_id=first)
+    second = store.create("b", {}, status="running")
+    run_experiment(RunSpec(**base, resume=first, train_cfg=TrainConfig(steps=1, lr=1e-6)),
+                   store=store, run_id=second)
+    e1, e2 = store.tensors(first)["embeddings"], store.tensors(second)["embeddings"]
+    init = store.tensors(first)["init"]
+    # one tiny step from the stored weights: right where the first run ended, far from init
+    assert (e1 - e2).abs().max() < 1e-3 < (e1 - init).abs().max()
+    with pytest.raises(ValueError, match="same template"):
+        run_experiment(RunSpec(**{**base, "template": "{sentence} [P*3] it was [MASK]"},
+                               resume=first), store=store, run_id=store.create("c", {}))
+    with pytest.raises(ValueError, match="another encoder"):
+        run_experiment(RunSpec(**base, resume=first, train_cfg=TrainConfig(encoder="mlp")),
+                       store=store, run_id=store.create("d", {}))
