@@ -17,6 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.real]
+# Small runs in tests; realistic ones when making the README's screenshots.
+REAL = bool(os.environ.get("PTUNING_SCREENSHOTS"))
+SIZES = dict(steps="60", k="16", n_eval="100", cmp_steps="60", cmp_k="8", cmp_n="100",
+             ks="2,4,8,16", seeds="2", sweep_steps="40", sweep_n="60") if REAL else \
+    dict(steps="8", k="4", n_eval="20", cmp_steps="4", cmp_k="2", cmp_n="12", ks="2,4",
+         seeds="1", sweep_steps="3", sweep_n="10")
 
 if not os.path.exists(CHROMIUM):
     pytest.skip("Debian chromium is not installed (apt-get install chromium)",
@@ -94,9 +100,9 @@ def test_type_template_train_and_watch_the_loss(server, browser, tmp_path):
     page.get_by_role("link", name="Train").click()
     steps = page.get_by_label("Steps", exact=True)
     steps.wait_for(timeout=60_000)
-    steps.fill("8")
-    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
-    page.get_by_label("Evaluate on at most N test examples").fill("20")
+    steps.fill(SIZES["steps"])
+    page.get_by_label("k-shot (per class; 0 = all)").fill(SIZES["k"])
+    page.get_by_label("Evaluate on at most N test examples").fill(SIZES["n_eval"])
     page.get_by_role("button", name="Train").click()
     page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
     page.get_by_text("finished").first.wait_for(timeout=180_000)
@@ -121,12 +127,12 @@ def test_shared_link_and_small_sweep(server, browser, tmp_path):
     assert box.input_value() == tpl
     page.get_by_role("link", name="Few-shot").click()
     page.get_by_label("k values (per class)").wait_for(timeout=60_000)
-    page.get_by_label("k values (per class)").fill("2,4")
-    page.get_by_label("Seeds", exact=True).fill("1")
-    page.get_by_label("Steps per run").fill("3")
-    page.get_by_label("Test examples").fill("10")
+    page.get_by_label("k values (per class)").fill(SIZES["ks"])
+    page.get_by_label("Seeds", exact=True).fill(SIZES["seeds"])
+    page.get_by_label("Steps per run").fill(SIZES["sweep_steps"])
+    page.get_by_label("Test examples").fill(SIZES["sweep_n"])
     page.get_by_role("button", name="Run sweep").click()
-    page.get_by_text("Download CSV").wait_for(timeout=300_000)
+    page.get_by_text("Download CSV").wait_for(timeout=900_000)
     page.locator(".js-plotly-plot").first.wait_for()
     shot(page, tmp_path, "fewshot")
 
@@ -135,10 +141,10 @@ def test_compare_discrete_and_continuous(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(server + "/compare", wait_until="networkidle")
     page.get_by_role("button", name="Compare").wait_for(timeout=120_000)
-    page.get_by_label("Steps", exact=True).fill("4")
-    page.get_by_label("k per class").fill("2")
-    page.get_by_label("Test examples").fill("12")
+    page.get_by_label("Steps", exact=True).fill(SIZES["cmp_steps"])
+    page.get_by_label("k per class").fill(SIZES["cmp_k"])
+    page.get_by_label("Test examples").fill(SIZES["cmp_n"])
     page.get_by_role("button", name="Compare").click()
-    page.get_by_text("examples changed").first.wait_for(timeout=300_000)
+    page.get_by_text("examples changed").first.wait_for(timeout=600_000)
     page.locator(".js-plotly-plot").first.wait_for()
     shot(page, tmp_path, "compare")

@@ -254,20 +254,26 @@ def error_html(src: str, pos: int) -> str:
 
 # ---- charts ---------------------------------------------------------------------------------
 def loss_figure(series: dict, dev: dict | None = None, title: str = "Training loss") -> go.Figure:
-    fig = go.Figure()
+    """Loss curves; dev accuracy (when there is any) in a second panel sharing the step axis."""
+    from plotly.subplots import make_subplots
+    has_dev = any(pts for pts in (dev or {}).values())
+    fig = make_subplots(rows=2 if has_dev else 1, cols=1, shared_xaxes=True,
+                        row_heights=[0.68, 0.32] if has_dev else [1.0], vertical_spacing=0.06)
     for name, pts in series.items():
         if pts:
             xs, ys = zip(*pts)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name))
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name), row=1, col=1)
     for name, pts in (dev or {}).items():
         if pts:
             xs, ys = zip(*pts)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{name} dev acc",
-                                     yaxis="y2", marker=dict(size=9, symbol="diamond")))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=320,
-                      margin=dict(l=10, r=10, t=40, b=10),
-                      yaxis2=dict(title="dev accuracy", overlaying="y", side="right",
-                                  range=[0, 1]))
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{name} dev accuracy",
+                                     marker=dict(size=8, symbol="diamond")), row=2, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    if has_dev:
+        fig.update_yaxes(title_text="dev acc.", range=[0, 1.05], row=2, col=1)
+    fig.update_xaxes(title_text="step", row=2 if has_dev else 1, col=1)
+    fig.update_layout(title=title, height=380 if has_dev else 320,
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
