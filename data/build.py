@@ -148,7 +148,7 @@ def topics(rng):
         t, u = rng.sample(TEAMS, 2)
         m, n = rng.sample(COMPANIES, 2)
         p = rng.choice(SPORTS_PEOPLE)
-        fill = dict(c=c, d=d, t=t, u=u, m=m, n=n, p="The " + p if False else p)
+        fill = dict(c=c, d=d, t=t, u=u, m=m, n=n, p=p)
         out["world"].add(rng.choice(WORLD).format(**fill))
         s = rng.choice(SPORTS).format(**fill)
         out["sports"].add(s[0].upper() + s[1:])
@@ -246,7 +246,6 @@ def split(rows, key, n_dev, n_test, rng, group=None):
             groups.setdefault(r[group], []).append(r)
         keys = sorted(groups)
         rng.shuffle(keys)
-        total = len(rows)
         test, dev, train = [], [], []
         for k in keys:
             tgt = test if len(test) < n_test else dev if len(dev) < n_dev else train
@@ -329,8 +328,10 @@ def main():
                        "science and technology.",
         "files": {"train": "topics/train.csv", "dev": "topics/dev.csv", "test": "topics/test.csv"}}
     p = pairs(rng)
-    tr, dv, te = split(p, None, 0, 0, rng, group="premise")
-    # group split: about 60 / 10 / 30 by premise
+    # This call's result is not used (the split below replaces it), but it advances `rng`;
+    # it stays so that the committed files, and the figures measured on them, reproduce.
+    split(p, None, 0, 0, rng, group="premise")
+    # group split by premise: about 60 / 10 / 30
     prem = sorted({r["premise"] for r in p})
     rng.shuffle(prem)
     n = len(prem)
