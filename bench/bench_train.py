@@ -31,7 +31,6 @@ from ptuning_core import data as D  # noqa: E402
 from ptuning_core.backbone import Backbone, load_backbone, resolve_device  # noqa: E402
 from ptuning_core.evaluate import _autocast, evaluate  # noqa: E402
 from ptuning_core.model import PromptModel  # noqa: E402
-from ptuning_core.train import TrainConfig  # noqa: E402
 from ptuning_core.verbalizer import Verbalizer  # noqa: E402
 
 VERB = Verbalizer.parse({"negative": ["terrible"], "positive": ["great"]})

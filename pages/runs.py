@@ -2,7 +2,6 @@
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from ptuning_core.portable import PromptFileError, export_prompt, import_prompt

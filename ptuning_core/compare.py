@@ -56,7 +56,7 @@ def run_comparison(base: RunSpec, names: list, store: RunStore, owner: str = "",
         emit({"type": "variant", "name": n, "index": i, "total": len(specs)})
         rid = store.create(s.name, s.to_dict(), owner, status="running")
         try:
-            res = run_experiment(s, callback=emit, stop=stop, store=store, run_id=rid)
+            run_experiment(s, callback=emit, stop=stop, store=store, run_id=rid)
         except BaseException as e:
             store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
             raise

@@ -2,14 +2,11 @@
 it. Shared by the CLI, the job queue and the app."""
 from __future__ import annotations
 
-import json
 import threading
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-import torch
 
 from . import data as D
 from .evaluate import evaluate

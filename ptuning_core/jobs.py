@@ -127,7 +127,7 @@ class JobQueue:
             per.setdefault(j.session, []).append(j)
         sessions = sorted(per, key=lambda s: (self._last_served.get((device, s), 0.0),
                                               per[s][0].created))
-        out, i = [], 0
+        out = []
         while any(per[s] for s in sessions):
             for s in sessions:
                 if per[s]:

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .store import RunStore, StoreError, _atomic_save
+from .store import RunStore, _atomic_save
 
 FORMAT = "ptuning-studio-prompt/1"
 MAX_IMPORT_BYTES = 64 * 2 ** 20

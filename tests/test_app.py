@@ -74,7 +74,7 @@ def test_stop_a_run(app):
     from ptuning_core.experiment import RunSpec
     from ptuning_core.train import TrainConfig
     from ui.common import service
-    at = app("pages/train.py")
+    app("pages/train.py")  # the page is up; the run is submitted through the same service
     svc = service()
     spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
                    eval="sentiment:test", verbalizer={"negative": ["terrible"],

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptuning_core.encoding import compile_layout, encode, token_strip
+from ptuning_core.encoding import compile_layout, token_strip
 from ptuning_core.evaluate import evaluate
 from ptuning_core.model import PromptModel
 from ptuning_core.train import ConfigError, TrainConfig, train
