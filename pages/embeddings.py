@@ -13,7 +13,7 @@ from ptuning_core.projections import (discretize, drift, nearest_tokens, project
                                       similarity_matrix)
 from ptuning_core.template import TemplateError
 from ptuning_core.verbalizer import Verbalizer, VerbalizerError
-from ui.common import backbone, service
+from ui.common import backbone, pick_run, service
 
 st.title("What did the prompt learn?")
 st.info("Nearest words are a **projection, not an explanation**: a continuous prompt that "
@@ -27,10 +27,7 @@ runs = [r for r in store.list() if r["kind"] == "train" and r["status"] in
 if not runs:
     st.info("No finished run with a learned prompt yet.")
     st.stop()
-ids = [r["id"] for r in runs]
-wanted = st.query_params.get("run")
-rid = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
-                   format_func=lambda i: next(f"{r['name']} · {i}" for r in runs if r["id"] == i))
+rid = pick_run("Run", runs)
 run = store.get(rid)
 cfg = run["config"]
 model = cfg.get("model") or "default"

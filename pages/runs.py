@@ -6,7 +6,8 @@ import streamlit as st
 
 from ptuning_core.portable import PromptFileError, export_prompt, import_prompt
 from ptuning_core.store import StoreError
-from ui.common import backbone, confusion_figure, job_panel, loss_figure, runs_frame, service
+from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run, runs_frame,
+                       service)
 
 st.title("Runs")
 svc = service()
@@ -20,12 +21,8 @@ if not df.empty:
         "discrete": st.column_config.NumberColumn(format="%.3f"),
         "continuous": st.column_config.NumberColumn(format="%.3f")})
 
-ids = [r["id"] for r in runs]
-wanted = st.query_params.get("run")
-label = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
-if ids:
-    idx = ids.index(wanted) if wanted in ids else 0
-    rid = st.selectbox("Open a run", ids, index=idx, format_func=lambda i: label[i])
+if runs:
+    rid = pick_run("Open a run", runs)
     run = store.get(rid)
     if run is None:
         st.warning("That run was deleted.")

@@ -5,9 +5,9 @@ import copy
 import threading
 from typing import Callable, Optional
 
-from .experiment import RunSpec, prepare, run_experiment
+from .experiment import RunSpec, prepare, run_recorded
 from .store import RunStore
-from .template import anchors_to_pseudo, parse
+from .template import anchors_to_pseudo, parse, to_discrete
 
 VARIANTS = {
     "P-tuning (lstm)": {"encoder": "lstm"},
@@ -32,14 +32,9 @@ def variant_specs(base: RunSpec, names: list) -> list:
             if not any(seg.role == "anchor" for seg in parse(base.template).segments):
                 continue
             s.template = anchors_to_pseudo(base.template)
-            s.discrete_template = base.discrete_template or _discrete(base.template)
+            s.discrete_template = base.discrete_template or to_discrete(base.template)
         out.append((n, s))
     return out
-
-
-def _discrete(t):
-    from .template import to_discrete
-    return to_discrete(t)
 
 
 def run_comparison(base: RunSpec, names: list, store: RunStore, owner: str = "",
@@ -55,11 +50,7 @@ def run_comparison(base: RunSpec, names: list, store: RunStore, owner: str = "",
             break
         emit({"type": "variant", "name": n, "index": i, "total": len(specs)})
         rid = store.create(s.name, s.to_dict(), owner, status="running")
-        try:
-            run_experiment(s, callback=emit, stop=stop, store=store, run_id=rid)
-        except BaseException as e:
-            store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
-            raise
+        run_recorded(s, store, rid, callback=emit, stop=stop)
         results.append({"variant": n, "run_id": rid})
     summary = {"base": base.to_dict(), "variants": results}
     cid = store.create(base.name or "comparison", base.to_dict(), owner, kind="compare",

@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-
 from . import data as D
 from .evaluate import evaluate
 from .model import PromptModel
@@ -216,10 +215,17 @@ def resume_encoder(pm: PromptModel, spec: RunSpec, store: Optional[RunStore]) ->
     pm.encoder.load_state_dict({k: v.to(mine[k].dtype) for k, v in state.items()})
 
 
+def run_recorded(spec: RunSpec, store: RunStore, run_id: str, **kw) -> dict:
+    """run_experiment for a stored run: it is marked running, and failed (with the error) if
+    anything raises. Used by the CLI, the job queue and comparisons."""
+    store.set_status(run_id, "running")
+    try:
+        return run_experiment(spec, store=store, run_id=run_id, **kw)
+    except BaseException as e:
+        store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+        raise
+
+
 def submit_and_run(spec: RunSpec, store: RunStore, owner: str = "cli", **kw) -> dict:
     rid = store.create(spec.name or spec.template[:60], spec.to_dict(), owner, status="running")
-    try:
-        return run_experiment(spec, store=store, run_id=rid, **kw)
-    except BaseException as e:
-        store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
-        raise
+    return run_recorded(spec, store, rid, **kw)

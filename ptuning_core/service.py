@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .backbone import DEFAULT_MODEL, ModelLoadError
-from .experiment import RunSpec, prepare, run_experiment
+from .experiment import RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
 from .store import RunStore
 
@@ -116,14 +116,8 @@ class Service:
         store = self.store
 
         def fn(job: Job):
-            store.set_status(rid, "running")
-            try:
-                res = run_experiment(spec, callback=job.event, stop=job.stop, store=store,
-                                     run_id=rid, prepared=prep)
-            except BaseException as e:
-                store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
-                raise
-            return res
+            return run_recorded(spec, store, rid, callback=job.event, stop=job.stop,
+                                prepared=prep)
         try:
             job = self.queue.submit(session, fn, device, spec.name or spec.template[:60])
         except QueueFull:

@@ -331,6 +331,15 @@ def job_panel(job_id: str) -> None:
     _panel()
 
 
+def pick_run(label: str, runs: list) -> str:
+    """A run picker that opens the run named by the link's ``?run=<id>`` when there is one."""
+    ids = [r["id"] for r in runs]
+    names = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
+    wanted = st.query_params.get("run")
+    return st.selectbox(label, ids, index=ids.index(wanted) if wanted in ids else 0,
+                        format_func=names.get)
+
+
 def runs_frame(runs: list) -> pd.DataFrame:
     rows = []
     for r in runs:
