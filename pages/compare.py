@@ -3,7 +3,8 @@ import pandas as pd
 import streamlit as st
 
 from ptuning_core.backbone import ModelLoadError
-from ptuning_core.compare import VARIANTS, changed_predictions, run_comparison
+from ptuning_core.compare import (VARIANTS, changed_predictions, comparison_rows,
+                                   pairwise_tests, run_comparison)
 from ptuning_core.experiment import USER_ERRORS, RunSpec, prepare
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
@@ -77,28 +78,30 @@ if not variants:
     st.warning("The runs of this comparison were deleted.")
     st.stop()
 first = variants[0][1]["result"]
-rows = [{"prompt": "discrete", "template": first["discrete"]["template"],
-         "accuracy": first["discrete"]["accuracy"], "Δ vs discrete": 0.0}]
-for n, r in variants:
-    c = r["result"]["continuous"]
-    rows.append({"prompt": n, "template": c["template"], "accuracy": c["accuracy"],
-                 "Δ vs discrete": c["accuracy"] - first["discrete"]["accuracy"]})
-st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+results = [(n, r["result"]) for n, r in variants]
+st.dataframe(pd.DataFrame(comparison_rows(results)), hide_index=True, column_config={
     "accuracy": st.column_config.NumberColumn(format="%.3f"),
     "Δ vs discrete": st.column_config.NumberColumn(format="%+.3f")})
+st.caption("95% Wilson intervals; p: exact McNemar test on the same test examples. A difference "
+           "with p ≥ 0.05 is not significant: it may be noise.")
+if len(results) > 1:
+    with st.expander("Every pair of variants"):
+        st.dataframe(pd.DataFrame(pairwise_tests(results)), hide_index=True)
 st.plotly_chart(loss_figure({n: list(enumerate(r["result"]["train"]["losses"], 1))
-                             for n, r in variants}, title="Loss curves"), key="cmp-loss")
+                             for n, r in variants if r["result"].get("train")},
+                            title="Loss curves"), key="cmp-loss")
 det0 = first.get("details", {}).get("discrete")
 if det0 and det0.get("confusion"):
     cols = st.columns(len(variants) + 1)
     cols[0].plotly_chart(confusion_figure(det0["confusion"], det0["classes"], "discrete"),
                          key="cm-d")
     for col, (n, r) in zip(cols[1:], variants):
-        d = r["result"]["details"]["continuous"]
+        d = r["result"]["details"].get("continuous") or r["result"]["details"]["discrete"]
         col.plotly_chart(confusion_figure(d["confusion"], d["classes"], n), key=f"cm-{n}")
 pick = st.selectbox("Changed predictions: discrete vs", [n for n, _ in variants])
 r = dict(variants)[pick]
-ch = changed_predictions(r["result"]["details"]["discrete"], r["result"]["details"]["continuous"])
+det = r["result"]["details"]
+ch = changed_predictions(det["discrete"], det.get("continuous") or det["discrete"])
 st.caption(f"{len(ch)} examples changed; {sum(c['fixed'] for c in ch)} fixed by the continuous "
            f"prompt")
 if ch:

@@ -67,6 +67,8 @@ def chart(rows):
         fig.add_trace(go.Scatter(x=[r["k"] for r in raw], y=[r["accuracy"] for r in raw],
                                  mode="markers", marker=dict(size=5, opacity=0.4),
                                  showlegend=False, hovertext=[f"seed {r['seed']}" for r in raw]))
+    ks = sorted({r["k"] for r in rows})
+    fig.update_xaxes(tickvals=ks, ticktext=[str(k) for k in ks])
     fig.update_layout(xaxis_type="log", xaxis_title="k (examples per class)",
                       yaxis_title="test accuracy", height=420,
                       margin=dict(l=10, r=10, t=10, b=10))

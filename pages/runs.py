@@ -6,8 +6,8 @@ import streamlit as st
 
 from ptuning_core.portable import PromptFileError, export_prompt, import_prompt
 from ptuning_core.store import StoreError
-from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run, runs_frame,
-                       service)
+from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run,
+                       result_summary, runs_frame, service)
 
 st.title("Runs")
 svc = service()
@@ -40,14 +40,9 @@ if runs:
                           {"run": [(s["step"], s["dev"]) for s in steps if s["dev"] is not None]})
         st.plotly_chart(fig, key=f"loss-{rid}")
     if res.get("discrete"):
-        c = st.columns(3)
-        d = res["discrete"]
-        c[0].metric("discrete", f"{d['accuracy']:.3f}", help=d["template"])
-        if res.get("continuous"):
-            cc = res["continuous"]
-            c[1].metric("continuous", f"{cc['accuracy']:.3f}",
-                        delta=f"{cc['accuracy'] - d['accuracy']:+.3f}")
-            c[2].metric("trainable parameters", f"{res['train']['trainable_parameters']:,}")
+        result_summary(res)
+        if res.get("train"):
+            st.caption(f"{res['train']['trainable_parameters']:,} trainable parameters")
         det = res.get("details", {})
         if det.get("discrete", {}).get("confusion"):
             cols = st.columns(2)

@@ -46,10 +46,14 @@ class _Progress:
 
 
 def _add_run_args(p):
+    from .train import TrainConfig
+    d = TrainConfig()  # the one place that holds the defaults
     p.add_argument("--model", default="default",
                    help="'default' (embedded SmolLM2-135M-Instruct), a HF id, a folder or .gguf")
-    p.add_argument("--train", required=True, help="CSV/TSV/JSONL file or bundled NAME:SPLIT")
-    p.add_argument("--eval", required=True, help="CSV/TSV/JSONL file or bundled NAME:SPLIT")
+    p.add_argument("--train", required=True,
+                   help="CSV/TSV/JSONL file, bundled NAME:SPLIT or hf:NAME[/CONFIG]:SPLIT")
+    p.add_argument("--eval", required=True,
+                   help="CSV/TSV/JSONL file, bundled NAME:SPLIT or hf:NAME[/CONFIG]:SPLIT")
     p.add_argument("--dev", help="dev file for evaluation during training")
     p.add_argument("--template", required=True)
     g = p.add_mutually_exclusive_group(required=True)
@@ -57,15 +61,18 @@ def _add_run_args(p):
     g.add_argument("--label-space", choices=["vocab"],
                    help="open vocabulary: predict any token (precision@1)")
     p.add_argument("--discrete-template", help="default: to_discrete(template)")
-    p.add_argument("--text-fields", default="auto", help="comma-separated, or auto")
-    p.add_argument("--label-field", default="label")
+    p.add_argument("--text-fields", default="auto",
+                   help="comma-separated template fields, each optionally FIELD=COLUMN to read it "
+                        "from another column; default: the template's fields")
+    p.add_argument("--label-field", default=None,
+                   help="label column (default: the bundled dataset's, else 'label')")
     p.add_argument("--shots", type=int, help="K examples per class (K in all for vocab)")
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--encoder", choices=["lstm", "mlp", "none"], default="lstm")
-    p.add_argument("--aux-weight", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--encoder", choices=["lstm", "mlp", "none"], default=d.encoder)
+    p.add_argument("--aux-weight", type=float, default=d.aux_weight)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--patience", type=int, default=0)
     p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
@@ -127,13 +134,20 @@ def cmd_run(a) -> int:
     if a.json:
         print(json.dumps(res))
     else:
+        from .stats import fmt_acc, result_verdict
         d, c = res["discrete"], res["continuous"]
         print(f"model {res['model']} ({res['kind']}, {res['device']})")
-        print(f"discrete   {d['accuracy']:.4f}  n={d['n']}  {d['template']}")
+        print(f"discrete   {fmt_acc(d['accuracy'], d['ci95'])}  n={d['n']}  {d['template']}")
         if c:
-            print(f"continuous {c['accuracy']:.4f}  n={c['n']}  {c['template']}")
+            print(f"continuous {fmt_acc(c['accuracy'], c['ci95'])}  n={c['n']}  {c['template']}")
+            if result_verdict(res):
+                print(result_verdict(res))
             for i, row in enumerate(res["nearest_tokens"]):
                 print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
+        for tag, by in sorted((res.get("by_tag") or {}).get("continuous", {}).items()):
+            dd = res["by_tag"]["discrete"].get(tag)
+            print(f"  tag {tag:12s} n={by['n']:<4d} continuous {fmt_acc(by['accuracy'], by['ci95'])}"
+                  + (f"  discrete {fmt_acc(dd['accuracy'], dd['ci95'])}" if dd else ""))
         print(f"run {res['run_dir']}")
     return 0
 
@@ -223,6 +237,7 @@ def cmd_warmup(a) -> int:
 
 
 def main(argv=None) -> int:
+    from .train import TrainConfig
     p = argparse.ArgumentParser(prog="python -m ptuning_core",
                                 description="P-tuning Studio: continuous prompts for a frozen LM")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -250,8 +265,8 @@ def main(argv=None) -> int:
     f.add_argument("--k", default="4,8,16")
     f.add_argument("--seeds", default="13,21,42")
     f.add_argument("--methods", default="discrete,ptuning,prompt-tuning,linear-probe")
-    f.add_argument("--steps", type=int, default=60)
-    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--steps", type=int, default=TrainConfig().steps)
+    f.add_argument("--lr", type=float, default=TrainConfig().lr)
     f.add_argument("--max-eval", type=int, default=200)
     f.add_argument("--device", default="auto")
     f.add_argument("--json", action="store_true")

@@ -1,7 +1,8 @@
 """Data: user files (CSV/TSV/JSONL) with validation, the bundled dataset registry, k-shot sampling.
 
-A data reference is either a file path or ``NAME:SPLIT`` for a bundled dataset
-(``sentiment:train``, ``facts/capital:test``; see ``data/manifest.json``).
+A data reference is a file path, ``NAME:SPLIT`` for a bundled dataset (``sentiment:train``,
+``facts-capital:test``; see ``data/manifest.json``), or ``hf:NAME[/CONFIG]:SPLIT`` for a Hugging
+Face dataset in the local cache (``hf:glue/sst2:validation``; see ``hfdata.py``).
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def _fmt(name: str, fmt: Optional[str]) -> str:
     raise DataError(f"{name}: unknown file type '.{suf}'; use .csv, .tsv or .jsonl")
 
 
-def _norm(v) -> str:
+def norm_value(v) -> str:
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -89,7 +90,7 @@ def parse_bytes(raw: bytes, name: str = "data", fmt: Optional[str] = None) -> Da
                 raise DataError(f"{name} line {ln} is not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{name} line {ln} is not a JSON object")
-            row = {str(k): _norm(v) for k, v in obj.items()}
+            row = {str(k): norm_value(v) for k, v in obj.items()}
             for k in row:
                 if k not in cols:
                     cols.append(k)
@@ -98,7 +99,8 @@ def parse_bytes(raw: bytes, name: str = "data", fmt: Optional[str] = None) -> Da
                 raise DataError(f"{name} has more than {MAX_ROWS} rows")
     else:
         delim = "\t" if kind == "tsv" else ","
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+        quoting = csv.QUOTE_NONE if kind == "tsv" and _unquoted_tsv(text) else csv.QUOTE_MINIMAL
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=quoting)
         try:
             header = next(reader)
         except StopIteration:
@@ -125,6 +127,16 @@ def parse_bytes(raw: bytes, name: str = "data", fmt: Optional[str] = None) -> Da
     if not rows:
         raise DataError(f"{name} has no data rows (only a header?)")
     return Dataset(rows, cols, name)
+
+
+def _unquoted_tsv(text: str) -> bool:
+    """GLUE-style TSV: no quoting at all, so a sentence may hold a lone '"'. True when every
+    non-empty line has as many tabs as the header (then quotes are plain characters)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return False
+    tabs = lines[0].count("\t")
+    return all(ln.count("\t") == tabs for ln in lines)
 
 
 def load_file(path, fmt: Optional[str] = None) -> Dataset:
@@ -216,7 +228,10 @@ def is_bundled_ref(ref: str) -> bool:
 
 
 def load_ref(ref: str) -> Dataset:
-    """``name:split`` for a bundled dataset, else a file path."""
+    """``name:split`` for a bundled dataset, ``hf:...`` for a Hugging Face one, else a file."""
+    from . import hfdata
+    if hfdata.is_hf_ref(ref):
+        return hfdata.load(ref, MAX_ROWS)
     if is_bundled_ref(ref):
         name, split = ref.rsplit(":", 1)
         info = dataset_info(name)
@@ -228,6 +243,13 @@ def load_ref(ref: str) -> Dataset:
         ds.name = ref
         return ds
     return load_file(ref)
+
+
+def bundled_info(ref: Optional[str]) -> Optional[dict]:
+    """The manifest entry of a bundled reference, else None."""
+    if not ref or not is_bundled_ref(ref):
+        return None
+    return manifest()[ref.rsplit(":", 1)[0]]
 
 
 def sample_k_shot(rows: list, k: int, seed: int, label_field: str = "label",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .model import PromptModel
+from .stats import ci95
 
 
 def _autocast(pm: PromptModel, amp: bool):
@@ -68,7 +69,7 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
         n = len(gp)
         acc = sum(g == p for g, p in gp) / n if n else 0.0
         f1 = macro_f1([g for g, _ in gp], [p for _, p in gp], C)
-        return {"accuracy": acc, "macro_f1": f1, "n": n, "skipped": skipped,
+        return {"accuracy": acc, "ci95": ci95(acc, n), "macro_f1": f1, "n": n, "skipped": skipped,
                 "classes": classes, "confusion": confusion, "predictions": preds}
     correct = 0
     for j, i in enumerate(keep):
@@ -82,5 +83,6 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
                       "gold": labels[i], "pred": tok.decode([p]).strip(), "correct": bool(ok),
                       "top5": [tok.decode([int(t)]).strip() for t in top.indices]})
     n = len(keep)
-    return {"accuracy": correct / n if n else 0.0, "macro_f1": None, "n": n, "skipped": skipped,
+    acc = correct / n if n else 0.0
+    return {"accuracy": acc, "ci95": ci95(acc, n), "macro_f1": None, "n": n, "skipped": skipped,
             "classes": None, "confusion": None, "predictions": preds}

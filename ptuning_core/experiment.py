@@ -12,6 +12,7 @@ from .evaluate import evaluate
 from .model import PromptModel
 from .projections import discretize, drift, nearest_tokens
 from .registry import get_backbone
+from .stats import by_tag, pair_predictions, paired_dict
 from .store import RunStore
 from .template import TemplateError, parse, to_discrete
 from .train import ConfigError, TrainConfig, train
@@ -29,8 +30,10 @@ class RunSpec:
     model: str = "default"
     discrete_template: Optional[str] = None
     dev: Optional[str] = None
-    text_fields: Optional[list] = None  # None: the template's fields
-    label_field: str = "label"
+    # None: the template's fields. An entry "field=column" reads the template's {field} from the
+    # data's column (e.g. "sentence=text" for a Hugging Face dataset with a 'text' column).
+    text_fields: Optional[list] = None
+    label_field: Optional[str] = None  # None: the bundled dataset's label field, else "label"
     shots: Optional[int] = None
     device: str = "auto"
     name: str = ""
@@ -65,14 +68,14 @@ def prepare(spec: RunSpec) -> Prepared:
     """Parse and validate everything that does not need the model. Raises user errors."""
     spec.train_cfg.validate()
     tpl = parse(spec.template)
-    fields = list(spec.text_fields or tpl.fields)
+    fields, mapping = resolve_fields(spec, tpl)
     dtpl = parse(spec.discrete_template) if spec.discrete_template else None
     verb = Verbalizer.parse(spec.verbalizer) if spec.verbalizer is not None else None
     classes = verb.classes if verb else None
     warnings: list = []
 
     def load(ref, role, min_classes=1):
-        ds = D.validate(D.load_ref(ref), fields, spec.label_field, classes,
+        ds = D.validate(D.load_ref(ref), fields, spec.label_field, classes, mapping,
                         min_classes=min_classes)
         warnings.extend(f"{role}: {w}" for w in ds.warnings)
         return ds.rows
@@ -92,6 +95,30 @@ def prepare(spec: RunSpec) -> Prepared:
     if spec.max_eval:
         eval_rows = eval_rows[:spec.max_eval]
     return Prepared(spec, verb, train_rows, dev_rows, eval_rows, fields, warnings)
+
+
+def resolve_fields(spec: RunSpec, tpl) -> tuple:
+    """The template's text fields and a {field: column} mapping, and the label field (set on
+    ``spec`` when it was left to auto). A bundled dataset brings its own label field, and its
+    text columns fill the template's fields in order when the names differ."""
+    info = D.bundled_info(spec.train)
+    if not spec.label_field:
+        spec.label_field = info["label_field"] if info else "label"
+    fields, mapping = [], {}
+    for entry in spec.text_fields or []:
+        name, eq, col = (x.strip() for x in str(entry).partition("="))
+        if not name or (eq and not col):
+            raise D.DataError(f"'{entry}' is not a text field (NAME or NAME=COLUMN)")
+        fields.append(name)
+        if eq:
+            mapping[name] = col
+    fields = fields or list(tpl.fields)
+    if info and not mapping:
+        spare = [f for f in info["fields"] if f not in fields]
+        for f in fields:
+            if f not in info["fields"] and spare:
+                mapping[f] = spare.pop(0)
+    return fields, mapping
 
 
 def check_against_model(spec: RunSpec, prep: Prepared, bb) -> list:
@@ -130,8 +157,9 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     dpm = PromptModel(bb, dsrc, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
     dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp)
-    result["discrete"] = {"template": dsrc, "accuracy": dres["accuracy"], "n": dres["n"],
-                          "skipped": dres["skipped"], "macro_f1": dres["macro_f1"]}
+    result["discrete"] = {"template": dsrc, "accuracy": dres["accuracy"], "ci95": dres["ci95"],
+                          "n": dres["n"], "skipped": dres["skipped"],
+                          "macro_f1": dres["macro_f1"]}
     emit({"type": "discrete", "accuracy": dres["accuracy"]})
     details = {"discrete": dres}
     tensors = {}
@@ -169,8 +197,10 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         emb = pm.prompt_embeddings().detach().float().cpu()
         near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
         result["continuous"] = {"template": spec.template, "accuracy": cres["accuracy"],
-                                "n": cres["n"], "skipped": cres["skipped"],
+                                "ci95": cres["ci95"], "n": cres["n"], "skipped": cres["skipped"],
                                 "macro_f1": cres["macro_f1"]}
+        result["paired"] = paired_dict(pair_predictions(dres["predictions"],
+                                                        cres["predictions"]))
         result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
                            "seconds_per_step": round(tr.seconds_per_step, 4),
                            "losses": [round(x, 5) for x in tr.losses],
@@ -188,6 +218,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                                            pm.encoder.state_dict().items()}}
         if tr.snapshots:
             tensors["trajectory.safetensors"] = {f"step_{s:07d}": t for s, t in tr.snapshots}
+    result.setdefault("paired", None)
+    result["by_tag"] = tag_breakdown(prep.eval_rows, details)
     result["warnings"] = warnings
     result["status"] = status
     if store is not None and run_id is not None:
@@ -196,6 +228,15 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                                      details.items()})
         store.finish(run_id, status, full, tensors)
     return result
+
+
+def tag_breakdown(eval_rows: list, details: dict, field: str = "tag") -> Optional[dict]:
+    """Accuracy with its interval per ``tag`` of the evaluation rows, for each prompt evaluated;
+    None when the data has no tags."""
+    tags = {i: r.get(field) for i, r in enumerate(eval_rows) if r.get(field)}
+    if not tags:
+        return None
+    return {k: by_tag(v["predictions"], tags) for k, v in details.items()}
 
 
 def resume_encoder(pm: PromptModel, spec: RunSpec, store: Optional[RunStore]) -> None:

@@ -13,6 +13,7 @@ from . import data as D
 from .evaluate import evaluate
 from .model import PromptModel
 from .registry import get_backbone
+from .stats import ci95
 from .template import parse, to_discrete
 from .train import TrainConfig, train
 from .verbalizer import Verbalizer
@@ -28,9 +29,9 @@ class SweepSpec:
     ks: list = field(default_factory=lambda: [4, 8, 16])
     seeds: list = field(default_factory=lambda: [13, 21, 42])
     methods: list = field(default_factory=lambda: list(METHODS))
-    steps: int = 60
-    lr: float = 1e-3
-    batch_size: int = 8
+    steps: int = field(default_factory=lambda: TrainConfig().steps)
+    lr: float = field(default_factory=lambda: TrainConfig().lr)
+    batch_size: int = field(default_factory=lambda: TrainConfig().batch_size)
     max_eval: Optional[int] = 200
     device: str = "auto"
 
@@ -99,7 +100,8 @@ def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None
                                               batch_size=spec.batch_size, encoder=enc,
                                               snapshot_every=0), lf, stop=stop)
                     acc = evaluate(pm, test, lf)["accuracy"]
-                row = {"method": m, "k": k, "seed": seed, "accuracy": acc, "n_test": len(test)}
+                row = {"method": m, "k": k, "seed": seed, "accuracy": acc,
+                       "ci95": ci95(acc, len(test)), "n_test": len(test)}
                 rows.append(row)
                 done += 1
                 emit({"type": "cell", **row, "done": done, "total": total})

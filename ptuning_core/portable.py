@@ -35,7 +35,7 @@ def export_prompt(store: RunStore, run_id: str, path) -> str:
     meta = {"format": FORMAT, "template": cfg.get("template"), "model": cfg.get("model"),
             "verbalizer": cfg.get("verbalizer"), "kind": (run["result"] or {}).get("kind"),
             "hidden_size": int(t["embeddings"].shape[1]), "name": run["name"],
-            "label_field": cfg.get("label_field", "label")}
+            "label_field": cfg.get("label_field") or "label"}
     _atomic_save({"embeddings": t["embeddings"].float(), "init": t.get("init",
                   t["embeddings"]).float()}, path, {"ptuning": json.dumps(meta)})
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -94,7 +94,7 @@ def import_prompt(store: RunStore, path, model: Optional[str] = None, owner: str
             raise PromptFileError(f"the template has {lay.n_pseudo} pseudo tokens but the file "
                                   f"has {emb.shape[0]}")
     cfg = {"template": meta["template"], "model": meta.get("model"),
-           "verbalizer": meta.get("verbalizer"), "label_field": meta.get("label_field", "label"),
+           "verbalizer": meta.get("verbalizer"), "label_field": meta.get("label_field") or "label",
            "imported_from": os.path.basename(str(path))}
     rid = store.create(meta.get("name") or "imported prompt", cfg, owner, kind="train",
                        status="imported")

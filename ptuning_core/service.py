@@ -132,7 +132,12 @@ class Service:
     def check_data_ref(self, ref: str) -> str:
         """Server mode: data comes from bundled sets or files this server wrote (uploads)."""
         from . import data as D
-        from . import paths
+        from . import hfdata, paths
+        if hfdata.is_hf_ref(ref):
+            if hfdata.parse_ref(ref).local and not self.settings.allow_local_paths:
+                raise D.DataError("this server does not read local folders (hf:./...); use a "
+                                  "Hugging Face dataset name")
+            return ref
         if D.is_bundled_ref(ref):
             name, split = ref.rsplit(":", 1)
             if split not in D.dataset_info(name)["files"]:
@@ -147,6 +152,44 @@ class Service:
             raise D.DataError("this server only reads bundled datasets and files uploaded "
                               "through the app")
         return ref
+
+    def open_hf_dataset(self, train_ref: str, eval_ref: str, text_fields: list,
+                        label_field: str = "label") -> dict:
+        """Check and load a Hugging Face dataset for the app: the data context a page works
+        with (same shape as an upload's). One-line DataError on anything wrong."""
+        import re
+
+        from . import data as D
+        from . import hfdata
+        for ref in (train_ref, eval_ref):
+            if not hfdata.is_hf_ref(ref or ""):
+                raise D.DataError(f"'{ref}' is not of the form hf:NAME[/CONFIG]:SPLIT")
+            self.check_data_ref(ref)
+        text_fields = [f.strip() for f in text_fields if f.strip()]
+        if not text_fields:
+            raise D.DataError("name the text column(s) of the dataset")
+        for f in text_fields + [label_field]:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", f):
+                raise D.DataError(f"'{f}' cannot be a template field; columns used by the app "
+                                  f"need plain names (letters, digits, _)")
+        train = D.validate(D.load_ref(train_ref), text_fields, label_field)
+        D.validate(D.load_ref(eval_ref), text_fields, label_field)
+        classes = sorted({r[label_field] for r in train.rows})
+        if len(classes) < 2:
+            raise D.DataError(f"{train_ref} has only one class; training needs two")
+        if len(classes) > 50:
+            raise D.DataError(f"{train_ref} has {len(classes)} different labels (at most 50 "
+                              f"classes; is '{label_field}' the label column?)")
+        tpl = " ".join("{" + f + "}" for f in text_fields) + " It was [MASK]"
+        ptpl = "[P*4] " + tpl
+        return {"name": f"hf:{train_ref[3:].rsplit(':', 1)[0]}", "train_ref": train_ref,
+                "eval_ref": eval_ref, "dev_ref": None, "rows": train.rows[:2000],
+                "fields": text_fields, "label_field": label_field, "classes": classes,
+                "verbalizer": {c: [c] for c in classes},
+                "templates": {"causal": tpl, "masked": tpl + " ."},
+                "ptuning_templates": {"causal": ptpl, "masked": ptpl + " ."},
+                "description": f"{train_ref} ({len(train.rows)} rows) evaluated on {eval_ref}",
+                "vocab": False, "warnings": train.warnings}
 
     def submit_task(self, session: str, label: str, fn, device: str = "cpu") -> Job:
         """Queue any other long task (comparisons, sweeps): fn(job) -> result."""

@@ -91,3 +91,28 @@ def test_duplicates_dropped_with_warning_and_formula_cells_defused(tmp_path):
     assert len(v.rows) == 2 and any("duplicate" in w for w in v.warnings)
     assert v.rows[0]["sentence"].startswith("=cmd")  # kept as plain text, never evaluated
     assert D.safe_cell(v.rows[0]["sentence"]).startswith("'=")
+
+
+def test_glue_style_tsv_with_lone_quotes():
+    raw = b'sentence\tlabel\nit \'s a "charming and often affecting journey . \t1\nunflinchingly bleak\t0\n'
+    ds = D.parse_bytes(raw, "dev.tsv")
+    assert len(ds.rows) == 2 and ds.rows[0]["sentence"].startswith("it 's a \"charming")
+    assert ds.rows[1]["label"] == "0"
+    # a quoted TSV (as spreadsheets write it) still parses as before
+    ds = D.parse_bytes(b'sentence\tlabel\n"a\ttab inside"\t1\n', "q.tsv")
+    assert ds.rows[0]["sentence"] == "a\ttab inside"
+
+
+def test_bundled_reference_brings_its_label_and_text_fields():
+    from ptuning_core.experiment import RunSpec, prepare
+    spec = RunSpec(template="[P*2] The official language of {subject} is [MASK]",
+                   train="facts-language:train", eval="facts-language:test")
+    prep = prepare(spec)
+    assert spec.label_field == "object" and prep.eval_rows
+    # a template written with another field name reads the dataset's text column
+    spec = RunSpec(template="{text} [P*2] It was [MASK]", train="sentiment:train",
+                   eval="sentiment:test",
+                   verbalizer={"negative": ["terrible"], "positive": ["great"]})
+    prep = prepare(spec)
+    assert spec.label_field == "label"
+    assert prep.eval_rows[0]["text"] == prep.eval_rows[0]["sentence"]

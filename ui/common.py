@@ -17,6 +17,7 @@ from ptuning_core import paths
 from ptuning_core.backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
 from ptuning_core.registry import get_backbone
 from ptuning_core.service import Service
+from ptuning_core.stats import fmt_acc, fmt_pct, interval, result_verdict
 
 ROLE_COLORS = {"field": "#dbeafe", "text": "#e5e7eb", "anchor": "#fde68a", "pseudo": "#c4b5fd",
                "mask": "#fca5a5", "special": "#f3f4f6"}
@@ -125,6 +126,8 @@ def dataset_context(kind: str | None = None) -> dict | None:
         if not up:
             return None
         return up
+    if name.startswith("hf:"):
+        return st.session_state.get("hfdata")
     try:
         info = D.dataset_info(name)
     except D.DataError as e:
@@ -204,8 +207,10 @@ def sidebar() -> None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
         st.markdown("### Dataset")
         names = D.list_datasets()
-        up = st.session_state.get("upload")
-        opts = names + ([up["name"]] if up else [])
+        up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
+        opts = names + ([up["name"]] if up else []) + ([hf["name"]] if hf else [])
+        if "_dataset_next" in st.session_state:  # chosen by a button below on the last run
+            st.session_state["dataset"] = st.session_state.pop("_dataset_next")
         cur_ds = st.session_state.get("dataset", "sentiment")
         if cur_ds not in opts:
             cur_ds = "sentiment"
@@ -224,8 +229,24 @@ def sidebar() -> None:
                     lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
                     if st.button("Use this file") and tf:
                         st.session_state["upload"] = accept_upload(f.getvalue(), f.name, tf, lf)
-                        st.session_state["dataset"] = st.session_state["upload"]["name"]
+                        st.session_state["_dataset_next"] = st.session_state["upload"]["name"]
                         st.rerun()
+                except D.DataError as e:
+                    st.error(str(e))
+        with st.expander("Hugging Face dataset"):
+            st.caption("Read from this machine's datasets cache, e.g. hf:glue/sst2:train and "
+                       "hf:glue/sst2:validation[:500].")
+            tr = st.text_input("Training split", key="hf_train", placeholder="hf:glue/sst2:train")
+            ev = st.text_input("Evaluation split", key="hf_eval",
+                               placeholder="hf:glue/sst2:validation")
+            tf = st.text_input("Text column(s), comma-separated", key="hf_text", value="sentence")
+            lf = st.text_input("Label column", key="hf_label", value="label")
+            if st.button("Use this dataset") and tr:
+                try:
+                    st.session_state["hfdata"] = svc.open_hf_dataset(
+                        tr.strip(), (ev or tr).strip(), tf.split(","), lf.strip())
+                    st.session_state["_dataset_next"] = st.session_state["hfdata"]["name"]
+                    st.rerun()
                 except D.DataError as e:
                     st.error(str(e))
         st.text_input("Your name (for the class board)", key="author", max_chars=40)
@@ -319,16 +340,37 @@ def job_panel(job_id: str) -> None:
                 st.toast("Stopping… what was learned so far is kept.")
         c2.markdown(f"**Status:** {snap['status']}" + (f" — {snap['error']}" if snap["error"]
                                                        else ""))
-        if job.done and isinstance(job.result, dict):
-            res = job.result
-            d, c = res.get("discrete") or {}, res.get("continuous") or {}
-            cols = st.columns(3)
-            cols[0].metric("discrete accuracy", f"{d.get('accuracy', 0):.3f}")
-            if c:
-                cols[1].metric("continuous accuracy", f"{c['accuracy']:.3f}",
-                               delta=f"{c['accuracy'] - d.get('accuracy', 0):+.3f}")
-                cols[2].metric("seconds / step", f"{res['train']['seconds_per_step']:.2f}")
+        if job.done and isinstance(job.result, dict) and job.result.get("discrete"):
+            result_summary(job.result)
     _panel()
+
+
+def result_summary(res: dict) -> None:
+    """Accuracies with their 95% intervals, the paired verdict in words, accuracy by tag."""
+    d, c = res["discrete"], res.get("continuous")
+    cols = st.columns(3)
+    word = "precision@1" if res.get("label_space") == "vocab" else "accuracy"
+    cols[0].metric(f"discrete {word}", fmt_pct(d["accuracy"]), help=d["template"])
+    cols[0].caption(f"95% CI {fmt_acc(d['accuracy'], interval(d)).split(' ', 1)[1]} · n={d['n']}")
+    if c:
+        cols[1].metric(f"continuous {word}", fmt_pct(c["accuracy"]),
+                       delta=f"{100 * (c['accuracy'] - d['accuracy']):+.1f} points",
+                       help=c["template"])
+        cols[1].caption(f"95% CI {fmt_acc(c['accuracy'], interval(c)).split(' ', 1)[1]} · "
+                        f"n={c['n']}")
+        if res.get("train"):
+            cols[2].metric("seconds / step", f"{res['train']['seconds_per_step']:.2f}")
+    if result_verdict(res):
+        st.info(result_verdict(res))
+    tags = res.get("by_tag")
+    if tags:
+        rows = []
+        for key in ("discrete", "continuous"):
+            for tag, v in (tags.get(key) or {}).items():
+                rows.append({"prompt": key, "tag": tag, "n": v["n"], "accuracy": v["accuracy"],
+                             "95% CI": fmt_acc(v["accuracy"], v["ci95"])})
+        with st.expander("Accuracy by kind of example (tag)"):
+            st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def pick_run(label: str, runs: list) -> str:
@@ -345,11 +387,16 @@ def runs_frame(runs: list) -> pd.DataFrame:
     for r in runs:
         res = r.get("result") or {}
         cfg = r.get("config") or {}
+        d, c = res.get("discrete") or {}, res.get("continuous") or {}
         rows.append({"id": r["id"], "name": r["name"], "status": r["status"],
                      "template": cfg.get("template", ""),
                      "dataset": str(cfg.get("train", "")).split("/")[-1],
-                     "discrete": (res.get("discrete") or {}).get("accuracy"),
-                     "continuous": (res.get("continuous") or {}).get("accuracy"),
+                     "discrete": d.get("accuracy"),
+                     "discrete 95% CI": fmt_acc(d["accuracy"], interval(d)) if d else None,
+                     "continuous": c.get("accuracy"),
+                     "continuous 95% CI": fmt_acc(c["accuracy"], interval(c)) if c else None,
+                     "n": c.get("n") or d.get("n"),
+                     "p (McNemar)": (res.get("paired") or {}).get("mcnemar_p"),
                      "steps": (res.get("train") or {}).get("steps"),
                      "shared": r.get("shared"),
                      "created": pd.to_datetime(r["created"], unit="s")})
