@@ -4,13 +4,14 @@ Classification sets: discrete (manual) template accuracy on test, and P-tuning a
 class, mean ± std over the 5 default seeds (dev = a disjoint 16 per class, best dev checkpoint
 kept). Facts: manual-template P@1 and P-tuned P@1 (trained on the train split).
 
-    python bench/reference_figures.py [--steps 100] [--seeds 13,21,42,87,100]
+    python bench/reference_figures.py [--seeds 13,21,42,87,100] [--only sentiment,...]
+
+Training settings are the CLI's defaults (``TrainConfig``, chosen by bench/sweep_defaults.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ptuning_core import data as D  # noqa: E402
+from ptuning_core.stats import mean_std  # noqa: E402
+from ptuning_core.train import TrainConfig  # noqa: E402
 
 
 def cli(args):
@@ -32,14 +35,13 @@ def cli(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--seeds", default="13,21,42,87,100")
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "reference.json"))
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
-    out = {"steps": a.steps, "k": a.k, "seeds": seeds, "datasets": {}}
+    out = {"k": a.k, "seeds": seeds, "settings": TrainConfig().to_dict(), "datasets": {}}
     t0 = time.time()
     for name in D.list_datasets():
         if a.only and name not in a.only.split(","):
@@ -47,41 +49,62 @@ def main():
         info = D.dataset_info(name)
         common = ["--train", f"{name}:train", "--eval", f"{name}:test",
                   "--template", info["ptuning_templates"]["causal"],
-                  "--discrete-template", info["templates"]["causal"],
-                  "--label-field", info["label_field"], "--steps", str(a.steps),
-                  "--eval-every", "20"]
+                  "--discrete-template", info["templates"]["causal"], "--eval-every", "20"]
         if info["label_space"] == "vocab":
-            res = cli(common + ["--label-space", "vocab", "--dev", f"{name}:dev", "--lr", "3e-3",
-                                "--seed", "13"])
-            out["datasets"][name] = {"metric": "P@1", "discrete": res["discrete"]["accuracy"],
-                                     "ptuning": res["continuous"]["accuracy"],
-                                     "n": res["discrete"]["n"],
-                                     "skipped": res["discrete"]["skipped"]}
+            res = cli(common + ["--label-space", "vocab", "--dev", f"{name}:dev", "--seed", "13"])
+            d, c = res["discrete"], res["continuous"]
+            out["datasets"][name] = {"metric": "P@1", "discrete": d["accuracy"],
+                                     "discrete_ci95": d["ci95"], "ptuning": c["accuracy"],
+                                     "ptuning_ci95": c["ci95"], "paired": res["paired"],
+                                     "n": d["n"], "skipped": d["skipped"]}
         else:
-            accs, disc = [], None
+            runs = []
             for s in seeds:
                 res = cli(common + ["--verbalizer", json.dumps(info["verbalizer"]),
                                     "--shots", str(a.k), "--seed", str(s)])
-                disc = res["discrete"]["accuracy"]
-                accs.append(res["continuous"]["accuracy"])
-                print(f"{name} seed {s}: discrete {disc:.3f} p-tuning {accs[-1]:.3f}",
+                d, c = res["discrete"], res["continuous"]
+                runs.append({"seed": s, "accuracy": c["accuracy"], "ci95": c["ci95"],
+                             "paired": res["paired"], "by_tag": res.get("by_tag")})
+                print(f"{name} seed {s}: discrete {d['accuracy']:.3f} p-tuning "
+                      f"{c['accuracy']:.3f} p={res['paired']['mcnemar_p']:.3g}",
                       file=sys.stderr, flush=True)
-            out["datasets"][name] = {"metric": "accuracy", "discrete": disc,
-                                     "ptuning_mean": statistics.fmean(accs),
-                                     "ptuning_std": statistics.pstdev(accs), "runs": accs,
-                                     "n": res["discrete"]["n"]}
-        print(name, out["datasets"][name], file=sys.stderr, flush=True)
+            accs = [r["accuracy"] for r in runs]
+            m, sd = mean_std(accs)
+            tags: dict = {}
+            for r in runs:
+                for t, v in ((r["by_tag"] or {}).get("continuous") or {}).items():
+                    tags.setdefault(t, []).append(v["accuracy"])
+            disc_tags = {t: v["accuracy"] for t, v in
+                         ((runs[0]["by_tag"] or {}).get("discrete") or {}).items()}
+            out["datasets"][name] = {
+                "metric": "accuracy", "discrete": d["accuracy"], "discrete_ci95": d["ci95"],
+                "ptuning_mean": round(m, 4), "ptuning_std": round(sd, 4), "runs": runs,
+                "significant_runs": sum(r["paired"]["significant"] and
+                                        r["accuracy"] > d["accuracy"] for r in runs),
+                "by_tag": {t: {"discrete": disc_tags.get(t), "ptuning_mean":
+                               round(sum(v) / len(v), 4), "n": (runs[0]["by_tag"] or {})
+                               .get("continuous", {}).get(t, {}).get("n")}
+                           for t, v in sorted(tags.items())},
+                "n": d["n"]}
+        print(name, json.dumps(out["datasets"][name])[:300], file=sys.stderr, flush=True)
     out["seconds"] = round(time.time() - t0)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print("| dataset | metric | discrete template | P-tuning |")
-    print("|---|---|---|---|")
+    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    print("| dataset | metric (n) | discrete template [95% CI] | P-tuning | paired test |")
+    print("|---|---|---|---|---|")
     for name, d in out["datasets"].items():
+        dci = f"{d['discrete']:.3f} [{d['discrete_ci95'][0]:.3f}, {d['discrete_ci95'][1]:.3f}]"
         if d["metric"] == "P@1":
-            print(f"| {name} | P@1 (n={d['n']}, {d['skipped']} multi-token skipped) | "
-                  f"{d['discrete']:.3f} | {d['ptuning']:.3f} |")
+            p = d["paired"]
+            print(f"| {name} | P@1 ({d['n']}; {d['skipped']} multi-token skipped) | {dci} | "
+                  f"{d['ptuning']:.3f} [{d['ptuning_ci95'][0]:.3f}, {d['ptuning_ci95'][1]:.3f}] "
+                  f"| p = {p['mcnemar_p']:.2g} |")
         else:
-            print(f"| {name} | accuracy (n={d['n']}) | {d['discrete']:.3f} | "
-                  f"{d['ptuning_mean']:.3f} ± {d['ptuning_std']:.3f} |")
+            per_seed = ", ".join(f"{r['accuracy']:.3f}" for r in d["runs"])
+            print(f"| {name} | accuracy ({d['n']}) | {dci} | {d['ptuning_mean']:.3f} ± "
+                  f"{d['ptuning_std']:.3f} (seeds: {per_seed}) | better at p < 0.05 in "
+                  f"{d['significant_runs']}/{len(d['runs'])} seeds |")
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("runs", "by_tag")}
+                      for k, v in out["datasets"].items()}))
 
 
 if __name__ == "__main__":
