@@ -67,7 +67,12 @@ def test_train_a_run_and_find_it_in_the_history(app):
     assert runs[0]["result"]["train"]["steps"] == 5
     at2 = app("pages/runs.py")
     assert any(runs[0]["id"] in df.value["id"].tolist() for df in at2.dataframe)
-    assert any(m.label == "continuous" for m in at2.metric)
+    assert any(m.label == "continuous accuracy" for m in at2.metric)
+    # every accuracy comes with its interval, and the comparison with its paired test
+    assert any("95% CI [" in c.value for c in at2.caption)
+    assert any("McNemar" in i.value for i in at2.info)
+    frame = next(df.value for df in at2.dataframe if "id" in df.value)
+    assert {"continuous 95% CI", "p (McNemar)", "n"} <= set(frame.columns)
 
 
 def test_stop_a_run(app):

@@ -82,7 +82,7 @@ def test_leakage_checks_catch_fragment_assembled_data():
     subj = ["The film", "This movie", "The sequel", "The remake"]
     pred = ["was a chore to sit through from start to end", "kept me smiling from the first scene"]
     rows = [f"{s} {p}." for s in subj for p in pred]
-    train, test = rows[::2], rows[1::2]
+    train, test = rows[:4], rows[4:]  # two subjects each, the same predicates
     assert ngram_overlap(train, test).fraction > 0.5
     assert near_duplicates(train, test)
 
