@@ -17,7 +17,7 @@ with st.form("compare"):
     names = st.multiselect("Variants", list(VARIANTS), default=["P-tuning (lstm)",
                                                                  "prompt tuning (none)"])
     c = st.columns(4)
-    steps = c[0].number_input("Steps", 1, svc.settings.max_steps, min(60, svc.settings.max_steps))
+    steps = c[0].number_input("Steps", 1, svc.settings.max_steps, min(TrainConfig().steps, svc.settings.max_steps))
     shots = c[1].number_input("k per class", 1, 256, 16)
     seed = c[2].number_input("Seed", 0, 10**6, 13)
     max_eval = c[3].number_input("Test examples", 10, 5000, 200)

@@ -7,6 +7,7 @@ from ptuning_core import data as D
 from ptuning_core.backbone import ModelLoadError
 from ptuning_core.fewshot import METHODS, SweepSpec, run_sweep, summarize
 from ptuning_core.jobs import QueueFull
+from ptuning_core.train import TrainConfig
 from ui.common import backbone, service, session_id
 
 st.title("Few-shot sweep")
@@ -16,13 +17,19 @@ bb = backbone()
 if bb is None:
     st.stop()
 cls = [d for d in D.list_datasets() if D.dataset_info(d)["label_space"] == "classes"]
+ds = st.session_state.get("dataset", "sentiment")
+if ds not in cls:
+    st.info(f"Few-shot sweeps run on a bundled classification dataset ({', '.join(cls)}); "
+            f"choose one in the sidebar.")
+    st.stop()
+st.markdown(f"Dataset **{ds}** (from the sidebar): every method sees the same k examples per "
+            f"class for each seed, and is tested on the same examples.")
 with st.form("sweep"):
-    ds = st.selectbox("Dataset", cls, index=cls.index("sentiment") if "sentiment" in cls else 0)
     ks = st.text_input("k values (per class)", "2,4,8,16,32")
     c = st.columns(4)
     n_seeds = c[0].number_input("Seeds", 1, 5, 3, help="3 in class, 5 for a full study")
     steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
-                              min(60, svc.settings.max_steps))
+                              min(TrainConfig().steps, svc.settings.max_steps))
     max_eval = c[2].number_input("Test examples", 10, 2000, 100)
     methods = st.multiselect("Methods", list(METHODS), default=list(METHODS))
     go_btn = st.form_submit_button("Run sweep", type="primary")
@@ -81,6 +88,10 @@ def live():
     job = svc.queue.get(jid) if jid else None
     if job is None:
         return
+    if job.done and st.session_state.get("sweep_seen") == jid:
+        if job.error:
+            st.error(job.error)
+        return  # the finished sweep is drawn once, below, from the store
     snap = job.snapshot()
     cells = [e for e in snap["events"] if e.get("type") == "cell"]
     if cells:

@@ -3,12 +3,11 @@ import pandas as pd
 import streamlit as st
 
 from ptuning_core.encoding import compile_layout, encode, label_token_ids, token_strip
-from ptuning_core.evaluate import evaluate
-from ptuning_core.model import PromptModel
+from ptuning_core.experiment import USER_ERRORS
 from ptuning_core.template import (TemplateError, editable_words, parse, to_continuous,
                                    to_discrete, toggle_word)
 from ptuning_core.verbalizer import Verbalizer, VerbalizerError
-from ui.common import backbone, dataset_context, error_html, token_strip_html
+from ui.common import backbone, dataset_context, error_html, service, token_strip_html
 
 st.title("Template Studio")
 bb = backbone()
@@ -32,12 +31,14 @@ with st.expander("Template syntax", expanded=False):
                 "`\\[ \\] \\{ \\}` literal brackets")
 
 src = st.text_input("Template", key="template_input")
-st.session_state["template"] = src
 tpl, layout = None, None
 try:
     tpl = parse(src, fields=ctx["fields"])
     layout = compile_layout(tpl, bb.tokenizer, bb.kind)
+    st.session_state["template"] = src  # only a template that compiles is carried to Train
+    st.session_state.pop("template_error", None)
 except TemplateError as e:
+    st.session_state["template_error"] = e.message
     st.error(f"Template error: {e.message}")
     st.markdown(error_html(src, e.position), unsafe_allow_html=True)
 
@@ -110,13 +111,14 @@ if layout is not None and (verb is not None or ctx["vocab"]):
     st.caption(f"discrete template: `{dsrc}`")
     rows = ctx["rows"][:5]
     try:
-        dpm = PromptModel(bb, dsrc, verb, "none", 0, ctx["fields"])
-        res = evaluate(dpm, rows, ctx["label_field"])
+        preds = service().preview(st.session_state.get("model", "default"), dsrc,
+                                  verb.to_dict() if verb is not None else None, ctx["fields"],
+                                  ctx["label_field"], rows)
         table = []
-        for p in res["predictions"]:
+        for p in preds:
             row = {"example": p["text"], "gold": p["gold"], "prediction": p["pred"]}
             row.update(p.get("probs", {}))
             table.append(row)
         st.dataframe(pd.DataFrame(table), hide_index=True)
-    except (TemplateError, VerbalizerError, ValueError) as e:
+    except USER_ERRORS as e:
         st.error(str(e))

@@ -5,20 +5,26 @@ from ptuning_core.backbone import ModelLoadError
 from ptuning_core.experiment import USER_ERRORS, RunSpec
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
-from ui.common import base_url, job_panel, page_setup, share_query, verbalizer_for
+from ui.common import (base_url, job_panel, page_setup, queue_panel, share_query,
+                       verbalizer_for)
 
 svc, sid, bb, ctx, template = page_setup("Train a continuous prompt")
 st.markdown(f"**Template:** `{template}`  ·  **data:** {ctx['name']}  ·  edit it in "
             f"Template Studio")
 max_steps = svc.settings.max_steps
+if st.session_state.get("template_error"):
+    st.warning(f"The template being edited in Template Studio has an error "
+               f"({st.session_state['template_error']}); this page uses the last template that "
+               f"worked.")
+D = TrainConfig()  # the one place that holds the defaults (chosen by bench/sweep_defaults.py)
 
 with st.form("run"):
     c = st.columns(4)
-    steps = c[0].number_input("Steps", 1, max_steps, min(int(st.session_state.get("steps", 60)),
+    steps = c[0].number_input("Steps", 1, max_steps, min(int(st.session_state.get("steps", D.steps)),
                                                          max_steps), key="f_steps")
-    lr = c[1].number_input("Learning rate", 1e-5, 1.0, float(st.session_state.get("lr", 1e-3)),
+    lr = c[1].number_input("Learning rate", 1e-5, 1.0, float(st.session_state.get("lr", D.lr)),
                            format="%.5f", key="f_lr")
-    batch = c[2].number_input("Batch size", 1, 64, 8, key="f_batch")
+    batch = c[2].number_input("Batch size", 1, 64, D.batch_size, key="f_batch")
     encs = ["lstm", "mlp", "none"]
     enc = c[3].selectbox("Encoder", encs, index=encs.index(st.session_state.get("encoder", "lstm"))
                          if st.session_state.get("encoder", "lstm") in encs else 0,
@@ -29,7 +35,9 @@ with st.form("run"):
                              key="f_seed")
     shots = c[1].number_input("k-shot (per class; 0 = all)", 0, 1000,
                               int(st.session_state.get("shots", 16)), key="f_shots")
-    aux = c[2].number_input("Auxiliary loss weight", 0.0, 10.0, 0.0, key="f_aux")
+    aux = c[2].number_input("Auxiliary loss weight", 0.0, 10.0, float(D.aux_weight), key="f_aux",
+                            help="0 = off; the method notes' refinement: also reconstruct the "
+                                 "text, keeping the prompt close to natural language")
     devices = ["auto", "cpu"] + (["cuda"] if bb.device.type == "cuda" else [])
     device = c[3].selectbox("Device", devices, key="f_device")
     c = st.columns(2)
@@ -77,13 +85,8 @@ if active:
     if job is not None and job.run_id:
         st.caption(f"Run id `{job.run_id}` · link: {base_url()}/runs?run={job.run_id}")
 
-others = [j for j in svc.queue.jobs() if not j.done and j.id != active]
-if others:
-    st.subheader("Queue")
-    for j in others:
-        who = "you" if j.session == sid else "another user"
-        pos = svc.queue.position(j.id)
-        st.write(f"- {j.label} ({who}): {j.status}" + (f", position {pos}" if pos else ""))
+st.subheader("Queue")
+queue_panel()
 
 with st.expander("Share these settings"):
     st.code(f"{base_url()}/train?{share_query()}", language=None)

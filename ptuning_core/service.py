@@ -2,8 +2,10 @@
 model allow-listing, and runs/sweeps submitted as background jobs that write to the store."""
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -93,6 +95,7 @@ class Service:
                               self.settings.idle_timeout)
         self._by_run: dict = {}
         self._lock = threading.Lock()
+        self._previews: "OrderedDict[str, list]" = OrderedDict()
 
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
@@ -190,6 +193,33 @@ class Service:
                 "ptuning_templates": {"causal": ptpl, "masked": ptpl + " ."},
                 "description": f"{train_ref} ({len(train.rows)} rows) evaluated on {eval_ref}",
                 "vocab": False, "warnings": train.warnings}
+
+    PREVIEW_CACHE = 64
+
+    def preview(self, model: str, template: str, verbalizer: Optional[dict], fields: list,
+                label_field: str, rows: list) -> list:
+        """Zero-shot predictions of a discrete template on a few rows (Template Studio),
+        remembered per template so a rerun of the page costs nothing. Bounded (LRU)."""
+        key = json.dumps([model, template, verbalizer, fields, label_field, rows],
+                         sort_keys=True)
+        with self._lock:
+            if key in self._previews:
+                self._previews.move_to_end(key)
+                return self._previews[key]
+        from .evaluate import evaluate
+        from .model import PromptModel
+        from .registry import get_backbone
+        from .verbalizer import Verbalizer
+        self.settings.check_model(model)
+        bb = get_backbone(model, "auto")
+        verb = Verbalizer.parse(verbalizer) if verbalizer is not None else None
+        preds = evaluate(PromptModel(bb, template, verb, "none", 0, fields), rows,
+                         label_field)["predictions"]
+        with self._lock:
+            self._previews[key] = preds
+            while len(self._previews) > self.PREVIEW_CACHE:
+                self._previews.popitem(last=False)
+        return preds
 
     def submit_task(self, session: str, label: str, fn, device: str = "cpu") -> Job:
         """Queue any other long task (comparisons, sweeps): fn(job) -> result."""

@@ -85,12 +85,24 @@ def share_query() -> str:
     return urlencode(q)
 
 
+PAGE_PATHS = ("studio", "train", "runs", "compare", "embeddings", "fewshot", "board")
+
+
+def app_root(url: str) -> str:
+    """The app's root URL from the current page's URL (``http://h:8501/train?x`` ->
+    ``http://h:8501``), so printed links are absolute from the app root, never page-relative."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    last = path.rsplit("/", 1)[-1]
+    if last in PAGE_PATHS:
+        path = path[: -len(last)].rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path}" if parts.netloc else path
+
+
 def base_url() -> str:
-    try:
-        url = st.context.url  # type: ignore[attr-defined]
-        return url.split("?")[0].rstrip("/")
-    except Exception:
-        return ""
+    url = getattr(st.context, "url", None)
+    return app_root(url) if isinstance(url, str) and url else ""
 
 
 def page_setup(title: str):
@@ -311,6 +323,7 @@ def job_panel(job_id: str) -> None:
     """Progress, ETA, live loss curve and a Stop button; refreshes itself every second."""
     @st.fragment(run_every=1.0)
     def _panel():
+        heartbeat()
         svc = service()
         job = svc.queue.get(job_id)
         if job is None:
@@ -374,12 +387,39 @@ def result_summary(res: dict) -> None:
 
 
 def pick_run(label: str, runs: list) -> str:
-    """A run picker that opens the run named by the link's ``?run=<id>`` when there is one."""
+    """A run picker that opens the run named by the link's ``?run=<id>`` when there is one and
+    keeps its choice (by id) when a run is renamed or another one appears."""
     ids = [r["id"] for r in runs]
     names = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
+    key = f"pick-{label}"
     wanted = st.query_params.get("run")
-    return st.selectbox(label, ids, index=ids.index(wanted) if wanted in ids else 0,
-                        format_func=names.get)
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = wanted if wanted in ids else ids[0]
+    return st.selectbox(label, ids, key=key, format_func=names.get)
+
+
+def heartbeat() -> None:
+    """Polling fragments call this: a session whose page is open is never reaped as idle."""
+    sid = st.session_state.get("sid")
+    if sid:
+        service().queue.heartbeat(sid)
+
+
+def queue_panel() -> None:
+    """The queue as everyone sees it, refreshed every two seconds."""
+    @st.fragment(run_every=2.0)
+    def _queue():
+        heartbeat()
+        svc, sid = service(), st.session_state.get("sid")
+        live = [j for j in svc.queue.jobs() if not j.done]
+        if not live:
+            st.caption("The queue is empty.")
+            return
+        rows = [{"run": j.label, "who": "you" if j.session == sid else "another user",
+                 "state": j.status, "position": svc.queue.position(j.id) or None,
+                 "step": j.snapshot()["progress"].get("step")} for j in live]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    _queue()
 
 
 def runs_frame(runs: list) -> pd.DataFrame:
