@@ -29,6 +29,16 @@ def test_cli_run_on_the_default_model_returns_the_json_contract(tmp_path, defaul
     assert res["discrete"]["template"] == "{sentence} It was [MASK]"
     assert res["discrete"]["n"] == 24 and 0 <= res["discrete"]["accuracy"] <= 1
     assert res["continuous"]["template"] == "{sentence} [P*4] It was [MASK]"
+    # every accuracy with its 95% interval; discrete vs continuous with an exact paired test
+    for k in ("discrete", "continuous"):
+        lo, hi = res[k]["ci95"]
+        assert 0 <= lo <= res[k]["accuracy"] <= hi <= 1 and hi - lo > 0.1  # n=24 is wide
+    p = res["paired"]
+    assert 0 < p["mcnemar_p"] <= 1 and p["n"] == 24
+    assert p["only_discrete_right"] >= 0 and p["only_continuous_right"] >= 0
+    # the bundled sentiment set has difficulty tags: accuracy per tag, both prompts
+    assert set(res["by_tag"]) == {"discrete", "continuous"}
+    assert sum(v["n"] for v in res["by_tag"]["continuous"].values()) == 24
     tr = res["train"]
     assert tr["steps"] == 6 and len(tr["losses"]) == 6 and tr["seconds_per_step"] > 0
     assert tr["trainable_parameters"] > 0 and tr["path"] == "fast"
@@ -55,7 +65,7 @@ def test_cli_run_on_the_default_model_returns_the_json_contract(tmp_path, defaul
 def test_cli_open_vocabulary_probe(tmp_path, default_backbone):
     r = cli("run", "--train", "facts-capital:train", "--eval", "facts-capital:test",
             "--template", "The capital of {subject} is [P*2] [MASK]", "--label-space", "vocab",
-            "--label-field", "object", "--steps", "2", "--max-eval", "10", "--json",
+            "--steps", "2", "--max-eval", "10", "--json",
             env={"PTUNING_HOME": str(tmp_path / "home")})
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -111,3 +121,18 @@ def test_cli_datasets_lists_bundled():
     r = cli("datasets", "--json")
     m = json.loads(r.stdout)
     assert {"sentiment", "topics", "pairs", "facts-capital"} <= set(m)
+
+
+@pytest.mark.parametrize("ref,needle", [
+    ("hf:glue/sst2", "hf:NAME[/CONFIG]:SPLIT"),
+    ("hf:no-such-owner/no-such-set:train", "not in the local datasets cache"),
+    ("hf:bad name:train", "not a Hugging Face dataset name"),
+])
+def test_cli_bad_hf_reference_is_one_line_exit_2(tmp_path, ref, needle):
+    r = cli("run", "--train", ref, "--eval", ref, "--template", "{sentence} [P] It was [MASK]",
+            "--verbalizer", VERB, "--json",
+            env={"PTUNING_HOME": str(tmp_path / "home"), "HF_DATASETS_CACHE": str(tmp_path / "c")},
+            timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
