@@ -8,7 +8,7 @@ from ptuning_core.compare import (VARIANTS, changed_predictions, comparison_rows
 from ptuning_core.experiment import USER_ERRORS, RunSpec, prepare
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
-from ui.common import confusion_figure, loss_figure, page_setup, verbalizer_for
+from ui.common import confusion_figure, loss_figure, page_setup, progress_line, verbalizer_for
 
 svc, sid, bb, ctx, template = page_setup("Discrete vs continuous")
 st.markdown(f"Template `{template}` on **{ctx['name']}**: every variant trains on the same "
@@ -55,8 +55,8 @@ def progress():
     var = [e for e in snap["events"] if e["type"] == "variant"]
     p = snap["progress"]
     text = f"{var[-1]['name']} ({var[-1]['index'] + 1}/{var[-1]['total']})" if var else "starting"
-    st.progress((p.get("step", 0) / p["steps"]) if p.get("steps") else 0.0,
-                text=f"{text} · {p.get('phase', '')} · step {p.get('step', 0)}")
+    frac, line = progress_line(p, job.stop.is_set())
+    st.progress(frac, text=f"{text} · {line}")
     if st.button("Stop comparison"):
         svc.queue.stop(jid)
 

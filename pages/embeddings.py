@@ -11,6 +11,7 @@ from ptuning_core.evaluate import evaluate
 from ptuning_core.model import PromptModel
 from ptuning_core.projections import (discretize, drift, nearest_tokens, project_2d,
                                       similarity_matrix)
+from ptuning_core.stats import fmt_acc, fmt_pct, interval, pair_predictions, verdict
 from ptuning_core.template import TemplateError
 from ptuning_core.verbalizer import Verbalizer, VerbalizerError
 from ui.common import backbone, pick_run, service
@@ -139,12 +140,20 @@ if st.button("Evaluate the discretized template") and cfg.get("eval"):
         verb = Verbalizer.parse(cfg["verbalizer"]) if cfg.get("verbalizer") else None
         with st.spinner("Evaluating…"):
             res = evaluate(PromptModel(bb, dtpl, verb, "none"), rows_eval,
-                           cfg.get("label_field", "label"))
+                           cfg.get("label_field") or "label")
         cont = (run.get("result") or {}).get("continuous") or {}
         c = st.columns(2)
-        c[0].metric("continuous prompt", f"{cont.get('accuracy', float('nan')):.3f}")
-        c[1].metric("nearest-word prompt", f"{res['accuracy']:.3f}",
-                    delta=f"{res['accuracy'] - cont.get('accuracy', 0):+.3f}")
+        if cont:
+            c[0].metric("continuous prompt", fmt_pct(cont["accuracy"]))
+            c[0].caption(f"95% CI {fmt_acc(cont['accuracy'], interval(cont))} · n={cont['n']}")
+        c[1].metric("nearest-word prompt", fmt_pct(res["accuracy"]),
+                    delta=f"{100 * (res['accuracy'] - cont.get('accuracy', 0)):+.1f} points")
+        c[1].caption(f"95% CI {fmt_acc(res['accuracy'], res['ci95'])} · n={res['n']}")
+        cpreds = (((run.get("result") or {}).get("details") or {}).get("continuous") or {})
+        paired = pair_predictions(cpreds.get("predictions") or [], res["predictions"])
+        if paired is not None and cont:
+            st.info(verdict("the continuous prompt", cont["accuracy"], "the nearest-word prompt",
+                            res["accuracy"], paired))
     except (D.DataError, TemplateError, VerbalizerError, ValueError) as e:
         st.error(str(e))
 

@@ -13,8 +13,10 @@ def _autocast(pm: PromptModel, amp: bool):
         torch.autocast("cpu", enabled=False)
 
 
-def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32, amp: bool = True):
-    """Scores for each encoding, batched by length (sorted) under inference mode."""
+def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32, amp: bool = True,
+                   progress=None):
+    """Scores for each encoding, batched by length (sorted) under inference mode.
+    ``progress(done, total)`` is called after each batch."""
     if pm.device.type == "cuda":
         batch_size = max(batch_size, 128)  # a GPU wants bigger batches; memory is no concern here
     order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
@@ -26,6 +28,8 @@ def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32, amp: bool 
             sc = sc.float().cpu()
             for j, i in enumerate(idx):
                 out[i] = sc[j]
+            if progress is not None:
+                progress(min(s + batch_size, len(order)), len(order))
     return out
 
 
@@ -42,7 +46,7 @@ def macro_f1(gold: list, pred: list, n_classes: int) -> float:
 
 
 def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_size: int = 32,
-             text_fields=None, amp: bool = True) -> dict:
+             text_fields=None, amp: bool = True, progress=None) -> dict:
     labels = [str(ex[label_field]) for ex in examples]
     gold = pm.gold_ids(labels)
     tok = pm.backbone.tokenizer
@@ -50,7 +54,7 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
     keep = [i for i, g in enumerate(gold) if g >= 0]
     skipped = len(examples) - len(keep)
     encs = pm.encode([examples[i] for i in keep])
-    scores = predict_scores(pm, encs, batch_size, amp)
+    scores = predict_scores(pm, encs, batch_size, amp, progress)
     preds = []
     if pm.cverb is not None:
         classes = pm.cverb.classes

@@ -140,6 +140,12 @@ def check_against_model(spec: RunSpec, prep: Prepared, bb) -> list:
     return warnings
 
 
+def phase_progress(emit: Callable[[dict], None], phase: str) -> Callable[[int, int], None]:
+    """A progress callback that reports ``done``/``total`` of a phase as an event."""
+    return lambda done, total: emit({"type": "phase", "phase": phase, "done": done,
+                                     "total": total})
+
+
 def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = None,
                    stop: Optional[threading.Event] = None, store: Optional[RunStore] = None,
                    run_id: Optional[str] = None, prepared: Optional[Prepared] = None) -> dict:
@@ -156,7 +162,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                     "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows)}
     dpm = PromptModel(bb, dsrc, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
-    dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp)
+    dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+                    progress=phase_progress(emit, "discrete"))
     result["discrete"] = {"template": dsrc, "accuracy": dres["accuracy"], "ci95": dres["ci95"],
                           "n": dres["n"], "skipped": dres["skipped"],
                           "macro_f1": dres["macro_f1"]}
@@ -193,7 +200,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
             store.log_steps(run_id, pending)
         status = "stopped" if tr.status == "stopped" else "finished"
         emit({"type": "phase", "phase": "evaluate"})
-        cres = evaluate(pm, prep.eval_rows, spec.label_field, amp=cfg.amp)
+        cres = evaluate(pm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+                        progress=phase_progress(emit, "evaluate"))
         emb = pm.prompt_embeddings().detach().float().cpu()
         near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
         result["continuous"] = {"template": spec.template, "accuracy": cres["accuracy"],

@@ -51,6 +51,8 @@ class Job:
                 self.progress.setdefault("dev", []).append((e["step"], e["dev_accuracy"]))
             elif e.get("type") == "phase":
                 self.progress["phase"] = e["phase"]
+                self.progress["phase_done"] = e.get("done")
+                self.progress["phase_total"] = e.get("total")
             else:
                 self.events.append(e)
                 if len(self.events) > 1000:

@@ -146,7 +146,9 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
             snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))
         if dev and cfg.eval_every and step % cfg.eval_every == 0:
             pm.encoder.eval()
-            m = evaluate(pm, dev, label_field, amp=cfg.amp)["accuracy"]
+            m = evaluate(pm, dev, label_field, amp=cfg.amp, progress=lambda d, t: emit(
+                {"type": "phase", "phase": "dev evaluation", "done": d, "total": t}))["accuracy"]
+            emit({"type": "phase", "phase": "train"})
             pm.encoder.train()
             devs.append((step, m))
             emit({"type": "eval", "step": step, "dev_accuracy": m})

@@ -43,6 +43,11 @@ def test_compare_shows_discrete_and_continuous_accuracies(env):
     table = next(df.value for df in at.dataframe if "Δ vs discrete" in df.value.columns)
     assert list(table["prompt"]) == ["discrete", "P-tuning (lstm)", "prompt tuning (none)"]
     assert table["accuracy"].between(0, 1).all()
+    assert table["95% CI"].str.contains(r"\[").all()
+    assert table["p (McNemar)"].iloc[1:].between(0, 1).all()
+    assert table["verdict"].iloc[1:].str.contains("McNemar").all()
+    pairs = next(df.value for df in at.dataframe if "B right, A wrong" in df.value.columns)
+    assert len(pairs) == 1  # the two variants against each other
     assert len(at.get("plotly_chart")) >= 3  # loss curves + confusion matrices
     assert any("examples changed" in c.value for c in at.caption)
 
@@ -61,6 +66,7 @@ def test_embeddings_page_nearest_tokens_map_and_discretize(env):
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     labels = [m.label for m in at.metric]
     assert "nearest-word prompt" in labels and "continuous prompt" in labels
+    assert any("McNemar" in i.value for i in at.info)  # the gap comes with a paired test
     assert svc.store.get(rid)
 
 

@@ -331,31 +331,51 @@ def job_panel(job_id: str) -> None:
             return
         snap = job.snapshot()
         p = snap["progress"]
+        stopping = job.stop.is_set() and not job.done
         if snap["status"] == "queued":
             st.info(f"Waiting in the queue: position {svc.queue.position(job_id)} "
                     f"(the device is busy with other runs).")
-        step, steps = p.get("step", 0), p.get("steps") or 0
-        if steps:
-            rate = step / p["seconds"] if p.get("seconds") else 0.0
-            eta = (steps - step) / rate if rate else 0.0
-            st.progress(min(1.0, step / steps),
-                        text=f"step {step}/{steps} · {rate:.2f} steps/s · ETA {eta:.0f}s · "
-                             f"loss {p.get('loss', float('nan')):.4f}")
-        elif snap["status"] == "running":
-            st.progress(0.0, text=f"{p.get('phase', 'starting')}…")
+        elif not job.done:
+            st.progress(*progress_line(p, stopping))
         if p["losses"]:
             st.plotly_chart(loss_figure({"loss": p["losses"]}, {"run": p["dev"]}),
                             key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
-        if not job.done:
+        if not job.done and not stopping:
             if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
                 svc.queue.stop(job_id)
                 st.toast("Stopping… what was learned so far is kept.")
-        c2.markdown(f"**Status:** {snap['status']}" + (f" — {snap['error']}" if snap["error"]
-                                                       else ""))
+                stopping = True
+        status = "stopping…" if stopping else snap["status"]
+        c2.markdown(f"**Status:** {status}" + (f" — {snap['error']}" if snap["error"] else ""))
         if job.done and isinstance(job.result, dict) and job.result.get("discrete"):
             result_summary(job.result)
     _panel()
+
+
+PHASES = {"discrete": "evaluating the discrete prompt", "train": "training",
+          "dev evaluation": "evaluating on the dev set", "evaluate": "evaluating the learned prompt"}
+
+
+def progress_line(p: dict, stopping: bool = False) -> tuple:
+    """(fraction, text) for one progress bar that serves every phase of every job kind."""
+    phase = p.get("phase") or "starting"
+    name = PHASES.get(phase, phase)
+    if p.get("phase_total") and phase != "train":
+        done, total = p["phase_done"], p["phase_total"]
+        text = f"{name}: {done}/{total} examples"
+        return min(1.0, done / total), ("stopping… " if stopping else "") + text
+    step, steps = p.get("step", 0), p.get("steps") or 0
+    if not steps or (phase == "train" and not step):
+        text = "preparing: encoding the examples, building the prompt encoder…" \
+            if phase == "train" else f"{name}…"
+        return 0.0, ("stopping… " if stopping else "") + text
+    rate = step / p["seconds"] if p.get("seconds") else 0.0
+    if stopping:
+        return min(1.0, step / steps), f"stopping after step {step}/{steps}…"
+    eta = f" · ETA {(steps - step) / rate:.0f}s" if rate else ""
+    return min(1.0, step / steps), (f"step {step}/{steps} · {rate:.2f} steps/s{eta} · "
+                                    f"loss {p.get('loss', float('nan')):.4f}")
 
 
 def result_summary(res: dict) -> None:
