@@ -11,8 +11,23 @@ def _display(tok, tid: int) -> str:
     return tok.decode([int(tid)])
 
 
-def _is_wordlike(s: str) -> bool:
-    return bool(re.search(r"[A-Za-z0-9]", s))
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+
+
+def is_word(s: str, spaced: bool = True) -> bool:
+    """A whole word as a reader would see it: letters only, two or more; not a number,
+    punctuation or a special token ("<|im_end|>"). ``spaced``: the tokenizer marks the start of
+    a word with a space (GPT-2, Llama), so " great" is a word and "ing" a fragment; otherwise
+    (WordPiece) fragments are the "##" ones."""
+    if spaced:
+        return s.startswith(" ") and bool(_WORD.fullmatch(s[1:]))
+    return bool(_WORD.fullmatch(s))
+
+
+def marks_word_starts(tokenizer) -> bool:
+    """True for tokenizers whose word-start tokens decode with a leading space."""
+    ids = tokenizer.encode("a the", add_special_tokens=False)
+    return bool(ids) and tokenizer.decode([ids[-1]]).startswith(" ")
 
 
 def nearest_tokens(emb: torch.Tensor, matrix: torch.Tensor, tokenizer, k: int = 5,
@@ -21,13 +36,14 @@ def nearest_tokens(emb: torch.Tensor, matrix: torch.Tensor, tokenizer, k: int = 
     E = F.normalize(matrix.detach().float(), dim=-1)
     q = F.normalize(emb.detach().float().to(E.device), dim=-1)
     sims = q @ E.T
+    spaced = marks_word_starts(tokenizer) if words_only else True
     out = []
     for row in sims:
-        vals, ids = torch.topk(row, min(len(row), k * 4 if words_only else k))
+        vals, ids = torch.topk(row, min(len(row), k * 50 if words_only else k))
         items = []
         for v, i in zip(vals.tolist(), ids.tolist()):
             t = _display(tokenizer, i)
-            if words_only and not _is_wordlike(t):
+            if words_only and not is_word(t, spaced):
                 continue
             items.append({"token": t, "id": i, "cosine": round(v, 4)})
             if len(items) == k:

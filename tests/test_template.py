@@ -87,3 +87,12 @@ def test_toggle_cycles_discrete_pseudo_anchor():
 def test_never_evaluates_code():
     t = parse("{__import__} [A:__import__('os').system('x')] [MASK]")
     assert t.fields == ["__import__"]
+
+
+def test_word_like_filter_drops_fragments_numbers_and_special_tokens():
+    from ptuning_core.projections import is_word
+    for w in (" great", " Sports", " don't", " well-made", " It"):
+        assert is_word(w), w
+    for w in ("ing", "##ly", " 42", "<|im_end|>", " .", "", " a1", " x", "great"):
+        assert not is_word(w), w
+    assert is_word("great", spaced=False) and not is_word("##ly", spaced=False)
