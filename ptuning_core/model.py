@@ -102,11 +102,12 @@ class PromptModel(nn.Module):
                                                     if verbalizer is not None else None)
         self.encoder_type = encoder
         self.seed = seed
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            base = initial_embeddings(backbone.embeddings, self.layout.pseudo_init_ids, gen)
-            self.encoder = PromptEncoder(base, encoder) if self.layout.n_pseudo else None
+        # Per-run generators only (never the process-wide RNG, which other threads use): one
+        # for the random init vectors, one for the encoder's parameters.
+        gen = torch.Generator().manual_seed(seed)
+        base = initial_embeddings(backbone.embeddings, self.layout.pseudo_init_ids, gen)
+        self.encoder = (PromptEncoder(base, encoder, generator=torch.Generator().manual_seed(seed))
+                        if self.layout.n_pseudo else None)
         if self.encoder is not None:
             self.encoder.to(backbone.device)
         self._body = backbone.model.base_model

@@ -231,6 +231,61 @@ def test_aux_loss_for_both_kinds():
         assert all(torch.isfinite(torch.tensor(r.losses)))
 
 
+def test_same_seed_same_losses_alone_and_beside_other_threads(monkeypatch):
+    """Nothing in a run reads or seeds torch's process-wide RNG: the same settings give the same
+    losses alone and while another run trains and a third thread hammers the global RNG."""
+    import threading
+    tpl = "{sentence} [P] [P*2] it was [MASK]"
+
+    def run(bb):
+        pm = PromptModel(bb, tpl, V2, "lstm", seed=7)
+        return train(pm, EX, TrainConfig(steps=6, lr=1e-2, batch_size=3, seed=7)).losses
+    mine_bb, other_bb = tiny_causal(), tiny_masked()  # built before any thread starts
+    alone_bb = tiny_causal()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    with monkeypatch.context() as m:
+        def global_rng(*a, **k):
+            raise AssertionError("a run touched torch's process-wide RNG")
+        for name in ("manual_seed", "seed", "set_rng_state"):
+            m.setattr(torch, name, global_rng)
+        m.setattr(torch.random, "fork_rng", global_rng)
+        alone = run(alone_bb)
+    assert torch.equal(torch.get_rng_state(), state)  # not seeded, not drawn from
+    done, out, errors = threading.Event(), {}, []
+
+    def guarded(fn):
+        def go():
+            try:
+                fn()
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+        return go
+
+    def noise():
+        i = 0
+        while not done.is_set():
+            torch.manual_seed(i)
+            torch.rand(257)
+            i += 1
+
+    def other():
+        pm = PromptModel(other_bb, "{sentence} [P*3] it was [MASK] .", V2, "mlp", seed=99)
+        train(pm, EX, TrainConfig(steps=8, batch_size=2, seed=99, aux_weight=0.5))
+
+    def mine():
+        out["losses"] = run(mine_bb)
+    threads = [threading.Thread(target=guarded(f)) for f in (noise, other, mine)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join(120)
+    done.set()
+    threads[0].join(10)
+    assert not errors, errors
+    assert out["losses"] == alone
+
+
 def test_open_vocabulary_mode(causal):
     pm = PromptModel(causal, "the capital of {subject} is [P*2] [MASK]", None)
     data = [{"subject": "france", "label": "paris"}, {"subject": "germany", "label": "berlin"},
