@@ -231,6 +231,30 @@ def test_aux_loss_for_both_kinds():
         assert all(torch.isfinite(torch.tensor(r.losses)))
 
 
+def test_masked_aux_loss_masks_a_copy_never_the_classified_input():
+    """The class is scored on the clean input (only the label slot is [MASK]); the auxiliary
+    loss runs a second forward on a copy with some text masked."""
+    bb = tiny_masked()
+    pm = PromptModel(bb, "{sentence} [P*2] it was [MASK] .", V2)
+    mask_emb = bb.embeddings[bb.tokenizer.mask_token_id]
+    seen = []
+    hook = pm._body.register_forward_pre_hook(
+        lambda mod, args, kw: seen.append((kw["inputs_embeds"] == mask_emb).all(-1).clone()),
+        with_kwargs=True)
+    b = pm.collate(pm.encode(EX))
+    clean, _ = pm.scores(b)
+    n_plain = len(seen)
+    sc, aux = pm.scores(b, torch.Generator().manual_seed(3))
+    hook.remove()
+    assert n_plain == 1 and len(seen) == 3  # one forward without aux, two with it
+    slot = torch.zeros_like(seen[0])
+    slot[torch.arange(len(EX)), b.label_pos] = True
+    assert torch.equal(seen[0], slot) and torch.equal(seen[1], slot)  # classified: clean
+    extra = seen[2] & ~slot
+    assert seen[2][slot].all() and extra.any() and (extra <= b.text_mask).all()
+    assert torch.allclose(sc, clean) and aux is not None and float(aux.detach()) > 0
+
+
 def test_same_seed_same_losses_alone_and_beside_other_threads(monkeypatch):
     """Nothing in a run reads or seeds torch's process-wide RNG: the same settings give the same
     losses alone and while another run trains and a third thread hammers the global RNG."""
