@@ -212,23 +212,73 @@ def test_stop_flag_ends_the_run_within_one_step():
     assert r.status == "stopped" and r.steps == 3
 
 
-def test_dev_eval_and_early_stopping():
+def test_dev_eval_and_early_stopping_restores_the_best_checkpoint():
+    """A dev set whose accuracy cannot change (the same sentence with both labels: exactly one
+    is right whatever the prompt) gives its best at the first evaluation; with patience 1 the
+    second evaluation stops the run, and the encoder is put back to the step-1 weights."""
     bb = tiny_causal()
     pm = PromptModel(bb, "{sentence} [P*2] it was [MASK]", V2)
+    dev = [{"sentence": "the movie was fine", "label": "0"},
+           {"sentence": "the movie was fine", "label": "1"}]
+    events, after_step = [], {}
+
+    def cb(e):
+        events.append(e)
+        if e["type"] == "step":
+            after_step[e["step"]] = {k: v.detach().clone()
+                                     for k, v in pm.encoder.state_dict().items()}
+    r = train(pm, EX, TrainConfig(steps=40, lr=5e-2, batch_size=2, eval_every=1, patience=1),
+              dev=dev, callback=cb)
+    assert r.status == "early-stopped"
+    assert r.steps == 2 and r.dev == [(1, 0.5), (2, 0.5)]
+    assert [e["step"] for e in events if e["type"] == "eval"] == [1, 2]
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "early-stopped"
+    final = pm.encoder.state_dict()
+    # step 2 moved the weights; the returned encoder is the best (step-1) checkpoint
+    assert any(not torch.equal(after_step[1][k], after_step[2][k]) for k in final)
+    assert all(torch.equal(final[k], after_step[1][k]) for k in final)
+
+
+@pytest.mark.parametrize("factory,tpl", [(tiny_causal, "{sentence} [P*2] it was [MASK]"),
+                                         (tiny_masked, "{sentence} [P*2] it was [MASK] .")])
+def test_aux_loss_enters_the_gradient_with_its_weight(factory, tpl):
+    """The gradient train() applies is exactly d(class loss) + aux_weight * d(aux loss), and the
+    aux part is not zero (a loop that ignored the aux loss, or its weight, fails here)."""
+    bb = factory()
+    w = 0.7
+    pm = PromptModel(bb, tpl, V2, "lstm")
+    params = [p for p in pm.encoder.parameters() if p.requires_grad]
+    data = [{"sentence": e["sentence"], "label": "1"} for e in EX]  # gold: class 1 everywhere
+    expected, got, auxes = [], {}, []
+
+    def spy(fn):
+        def wrapped(*a, **k):
+            sc, aux = fn(*a, **k)
+            gold = torch.ones(sc.shape[0], dtype=torch.long)
+            gc = torch.autograd.grad(F.cross_entropy(sc.float(), gold), params, retain_graph=True)
+            ga = torch.autograd.grad(aux, params, retain_graph=True)
+            expected.append((gc, ga))
+            auxes.append(float(aux.detach()))
+            return sc, aux
+        return wrapped
+    pm.scores = spy(pm.scores)
+    pm.fast_scores = spy(pm.fast_scores)
+    # the hooks also see the spy's own grad calls; train()'s backward comes last and stays
+    hooks = [p.register_hook(lambda g, i=i: got.__setitem__(i, g.clone())) for i, p in
+             enumerate(params)]
     events = []
-    r = train(pm, EX, TrainConfig(steps=40, batch_size=2, eval_every=2, patience=2),
-              dev=EX[:4], callback=events.append)
-    assert r.dev and all(e["type"] != "eval" or 0 <= e["dev_accuracy"] <= 1 for e in events)
-    assert r.status in ("early-stopped", "finished")
-    assert len(r.dev) == sum(e["type"] == "eval" for e in events)
-
-
-def test_aux_loss_for_both_kinds():
-    for bb, tpl in [(tiny_causal(), "{sentence} [P*2] it was [MASK]"),
-                    (tiny_masked(), "{sentence} [P*2] it was [MASK] .")]:
-        pm = PromptModel(bb, tpl, V2)
-        r = train(pm, EX, TrainConfig(steps=3, batch_size=4, aux_weight=0.5))
-        assert all(torch.isfinite(torch.tensor(r.losses)))
+    train(pm, data, TrainConfig(steps=1, batch_size=8, aux_weight=w), callback=events.append)
+    for h in hooks:
+        h.remove()
+    assert len(expected) == 1 and len(got) == len(params)
+    (gc, ga), actual = expected[0], got
+    assert any(g.abs().sum() > 0 for g in ga)
+    for i in range(len(params)):
+        assert torch.allclose(actual[i], gc[i] + w * ga[i], atol=1e-6, rtol=1e-4)
+    assert any(not torch.allclose(actual[i], gc[i], atol=1e-6, rtol=1e-4)
+               for i in range(len(params)))
+    step = next(e for e in events if e["type"] == "step")
+    assert step["aux"] == pytest.approx(auxes[0]) and step["aux"] > 0
 
 
 def test_masked_aux_loss_masks_a_copy_never_the_classified_input():
