@@ -4,6 +4,7 @@ import streamlit as st
 
 from ptuning_core.encoding import compile_layout, encode, label_token_ids, token_strip
 from ptuning_core.evaluate import evaluate
+from ptuning_core.experiment import USER_ERRORS
 from ptuning_core.model import PromptModel
 from ptuning_core.template import (TemplateError, editable_words, parse, to_continuous,
                                    to_discrete, toggle_word)
@@ -118,5 +119,5 @@ if layout is not None and (verb is not None or ctx["vocab"]):
             row.update(p.get("probs", {}))
             table.append(row)
         st.dataframe(pd.DataFrame(table), hide_index=True)
-    except (TemplateError, VerbalizerError, ValueError) as e:
+    except USER_ERRORS as e:
         st.error(str(e))

@@ -200,14 +200,22 @@ def cmd_import(a) -> int:
     return 0
 
 
+def _int_list(text: str, what: str) -> list:
+    from .train import ConfigError
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{what} must be whole numbers separated by commas, got '{text}'") \
+            from None
+
+
 def cmd_fewshot(a) -> int:
     from .backbone import ModelLoadError
     from .experiment import USER_ERRORS
     from .fewshot import SweepSpec, run_sweep, summarize
     try:
         spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
-                         ks=[int(x) for x in a.k.split(",")],
-                         seeds=[int(x) for x in a.seeds.split(",")],
+                         ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
                          max_eval=a.max_eval, device=a.device)
         rows = run_sweep(spec, callback=lambda e: print(

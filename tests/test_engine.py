@@ -409,9 +409,9 @@ def test_resume_continues_from_stored_encoder_weights(tmp_path):
     init = store.tensors(first)["init"]
     # one tiny step from the stored weights: right where the first run ended, far from init
     assert (e1 - e2).abs().max() < 1e-3 < (e1 - init).abs().max()
-    with pytest.raises(ValueError, match="same template"):
+    with pytest.raises(ConfigError, match="same template"):
         run_experiment(RunSpec(**{**base, "template": "{sentence} [P*3] it was [MASK]"},
                                resume=first), store=store, run_id=store.create("c", {}))
-    with pytest.raises(ValueError, match="another encoder"):
+    with pytest.raises(ConfigError, match="another encoder"):
         run_experiment(RunSpec(**base, resume=first, train_cfg=TrainConfig(encoder="mlp")),
                        store=store, run_id=store.create("d", {}))

@@ -86,11 +86,8 @@ def share_query() -> str:
 
 
 def base_url() -> str:
-    try:
-        url = st.context.url  # type: ignore[attr-defined]
-        return url.split("?")[0].rstrip("/")
-    except Exception:
-        return ""
+    url = getattr(st.context, "url", None)  # absent outside a browser session (AppTest)
+    return url.split("?")[0].rstrip("/") if isinstance(url, str) else ""
 
 
 def page_setup(title: str):

@@ -209,8 +209,11 @@ def test_students_cannot_read_server_files_through_data_refs(tmp_path, ref):
 
 def test_server_step_limit(tmp_path):
     svc = tiny_service(tmp_path, max_steps=10)
-    with pytest.raises(ValueError, match="at most 10 steps"):
+    from ptuning_core.experiment import USER_ERRORS
+    from ptuning_core.train import ConfigError
+    with pytest.raises(ConfigError, match="at most 10 steps") as e:
         svc.submit_run("s", spec(steps=11))
+    assert isinstance(e.value, USER_ERRORS)  # shown to the user as a message
     assert svc.clamp_steps(999) == 10
 
 
