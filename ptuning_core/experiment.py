@@ -246,7 +246,7 @@ def tag_breakdown(eval_rows: list, details: dict, field: str = "tag") -> Optiona
 def resume_encoder(pm: PromptModel, spec: RunSpec, store: Optional[RunStore]) -> None:
     """Load a stored run's encoder weights into ``pm`` (same template, model and encoder)."""
     store = store or RunStore()
-    old = store.get(spec.resume)
+    old = store.get(spec.resume, details=False)
     if old is None:
         raise ConfigError(f"no run {spec.resume} to resume")
     oc = old["config"]

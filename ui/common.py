@@ -342,7 +342,7 @@ def job_panel(job_id: str) -> None:
         c2.markdown(f"**Status:** {snap['status']}" + (f" — {snap['error']}" if snap["error"]
                                                        else ""))
         if job.done and job.run_id:
-            run = svc.store.get(job.run_id)
+            run = svc.store.get(job.run_id, details=False)
             res = (run or {}).get("result") or {}
             if res.get("discrete"):
                 result_summary(res)
