@@ -142,6 +142,7 @@ def _load_gguf(path: Path):
     try:
         config = AutoConfig.from_pretrained(d, gguf_file=f)
     except Exception as e:  # transformers raises several types for unknown architectures
+        log.debug("reading %s failed", path, exc_info=True)
         raise ModelLoadError(f"cannot read the GGUF file {path.name}: {_short(e)}") from None
     kind = model_kind(config)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
@@ -221,7 +222,8 @@ def load_backbone(name: str = DEFAULT_MODEL, device: str = "auto") -> Backbone:
         return _load_hub(name, dev, t0)
     except ModelLoadError:
         raise
-    except Exception as e:
+    except Exception as e:  # transformers raises many types; the full error goes to the log
+        log.debug("loading %s failed", name, exc_info=True)
         raise ModelLoadError(f"could not load the model '{name}': {_short(e)}") from None
 
 
@@ -278,6 +280,7 @@ def _load_hub(name: str, dev, t0) -> Backbone:
     try:
         model, tok, kind = _load_folder(name, local_only=False)
     except Exception as e:
+        log.debug("downloading %s failed", name, exc_info=True)
         msg = _short(e)
         if "connect" in msg.lower() or "resolve" in msg.lower() or "timed out" in msg.lower() \
                 or "offline" in msg.lower() or "network" in msg.lower():
