@@ -8,6 +8,7 @@ import torch
 from ptuning_core import data as D
 from ptuning_core.encoding import compile_layout, label_token_ids
 from ptuning_core.evaluate import evaluate
+from ptuning_core.experiment import USER_ERRORS
 from ptuning_core.model import PromptModel
 from ptuning_core.projections import (discretize, drift, nearest_tokens, project_2d,
                                       similarity_matrix)
@@ -154,7 +155,7 @@ if st.button("Evaluate the discretized template") and cfg.get("eval"):
         if paired is not None and cont:
             st.info(verdict("the continuous prompt", cont["accuracy"], "the nearest-word prompt",
                             res["accuracy"], paired))
-    except (D.DataError, TemplateError, VerbalizerError, ValueError) as e:
+    except USER_ERRORS as e:
         st.error(str(e))
 
 st.subheader("Similarity between pseudo tokens")

@@ -142,6 +142,7 @@ def _load_gguf(path: Path):
     try:
         config = AutoConfig.from_pretrained(d, gguf_file=f)
     except Exception as e:  # transformers raises several types for unknown architectures
+        log.debug("reading %s failed", path, exc_info=True)
         raise ModelLoadError(f"cannot read the GGUF file {path.name}: {_short(e)}") from None
     kind = model_kind(config)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
@@ -178,12 +179,9 @@ def default_cache_dir() -> Path:
 
 
 def _quiet_transformers() -> None:
-    try:
-        from transformers.utils import logging as hf_logging
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - cosmetic only
-        pass
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def load_backbone(name: str = DEFAULT_MODEL, device: str = "auto") -> Backbone:
@@ -224,13 +222,49 @@ def load_backbone(name: str = DEFAULT_MODEL, device: str = "auto") -> Backbone:
         return _load_hub(name, dev, t0)
     except ModelLoadError:
         raise
-    except Exception as e:
+    except Exception as e:  # transformers raises many types; the full error goes to the log
+        log.debug("loading %s failed", name, exc_info=True)
         raise ModelLoadError(f"could not load the model '{name}': {_short(e)}") from None
 
 
 def _offline() -> bool:
     return any(os.environ.get(k, "").lower() in ("1", "true", "yes")
                for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PTUNING_OFFLINE"))
+
+
+HUB_TIMEOUT = 5.0  # seconds for the one request that tells whether the Hub can be reached
+
+
+def _network_errors() -> tuple:
+    """Exception types that mean 'no answer from the Hub' (huggingface_hub 2.x raises httpx2's,
+    older versions httpx's or requests'; all wrap or sit beside OSError)."""
+    out: list = [OSError]
+    for mod, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                      ("requests", "RequestException")):
+        try:
+            out.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(out)
+
+
+def check_hub(name: str, timeout: float = HUB_TIMEOUT) -> None:
+    """One metadata request for the model's config.json, with a short timeout and no retries,
+    before anything is downloaded. huggingface_hub reads HF_HUB_ETAG_TIMEOUT at import (setting
+    it later has no effect) and, when nothing is cached, retries a failed request with a 60 s
+    timeout and back-off, so without this a machine with no network would wait from ~25 s
+    (connection refused) to minutes (packets dropped). Raises ModelLoadError when the Hub does
+    not answer; any answer (found, not found, gated) lets the real load go on and report."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+    url = hf_hub_url(name, "config.json", endpoint=constants.ENDPOINT)
+    try:
+        get_hf_file_metadata(url, timeout=timeout, endpoint=constants.ENDPOINT)
+    except HfHubHTTPError:
+        return  # the Hub answered
+    except _network_errors() as e:
+        raise ModelLoadError(f"the model '{name}' is not in the local cache and the Hub cannot "
+                             f"be reached ({_short(e)})") from None
 
 
 def _load_hub(name: str, dev, t0) -> Backbone:
@@ -242,12 +276,11 @@ def _load_hub(name: str, dev, t0) -> Backbone:
     if _offline():
         raise ModelLoadError(f"the model '{name}' is not in the local cache and offline mode is "
                              f"on")
-    # Short timeouts so a machine without network answers in seconds, never hangs.
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    check_hub(name)
     try:
         model, tok, kind = _load_folder(name, local_only=False)
     except Exception as e:
+        log.debug("downloading %s failed", name, exc_info=True)
         msg = _short(e)
         if "connect" in msg.lower() or "resolve" in msg.lower() or "timed out" in msg.lower() \
                 or "offline" in msg.lower() or "network" in msg.lower():

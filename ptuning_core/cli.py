@@ -19,11 +19,18 @@ class _Progress:
     def __init__(self, stream=sys.stderr):
         self.s = stream
         self.t0 = time.monotonic()
+        self.phase = None
 
     def __call__(self, e: dict):
         t = e.get("type")
         if t == "phase":
-            print(f"[{e['phase']}]", file=self.s, flush=True)
+            if e["phase"] != self.phase:
+                self.phase = e["phase"]
+                print(f"[{e['phase']}]", file=self.s, flush=True)
+            if e.get("total"):
+                end = "\n" if e["done"] >= e["total"] else ""
+                print(f"\r  {e['done']}/{e['total']} examples", end=end, file=self.s,
+                      flush=True)
         elif t == "discrete":
             print(f"discrete accuracy {e['accuracy']:.4f}", file=self.s, flush=True)
         elif t == "start":
@@ -200,14 +207,22 @@ def cmd_import(a) -> int:
     return 0
 
 
+def _int_list(text: str, what: str) -> list:
+    from .train import ConfigError
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{what} must be whole numbers separated by commas, got '{text}'") \
+            from None
+
+
 def cmd_fewshot(a) -> int:
     from .backbone import ModelLoadError
     from .experiment import USER_ERRORS
     from .fewshot import SweepSpec, run_sweep, summarize
     try:
         spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
-                         ks=[int(x) for x in a.k.split(",")],
-                         seeds=[int(x) for x in a.seeds.split(",")],
+                         ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
                          max_eval=a.max_eval, device=a.device)
         rows = run_sweep(spec, callback=lambda e: print(

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from .experiment import RunSpec, prepare, run_recorded
 from .store import RunStore
+from .train import ConfigError
 from .template import anchors_to_pseudo, parse, to_discrete
 
 VARIANTS = {
@@ -22,7 +23,7 @@ def variant_specs(base: RunSpec, names: list) -> list:
     out = []
     for n in names:
         if n not in VARIANTS:
-            raise ValueError(f"unknown variant '{n}'")
+            raise ConfigError(f"unknown variant '{n}': use one of {', '.join(VARIANTS)}")
         v = VARIANTS[n]
         s = copy.deepcopy(base)
         s.name = f"{base.name or 'compare'} · {n}"

@@ -7,8 +7,15 @@
 Initialisation: h = base + delta, where ``base`` is the init word's embedding for [P:word] (or a
 random vector with the vocabulary's per-dimension mean and std for [P]) and the encoder's last
 layer starts at zero, so every run starts exactly at its init words. Only the encoder trains.
+
+Randomness: every random draw comes from the ``generator`` passed in (the modules are built on the
+meta device, then their parameters are drawn from it), never from torch's process-wide RNG, so a
+run's start does not depend on what other threads do with that RNG.
 """
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -17,7 +24,8 @@ ENCODER_TYPES = ("lstm", "mlp", "none")
 
 
 class PromptEncoder(nn.Module):
-    def __init__(self, base: torch.Tensor, kind: str = "lstm", hidden: int | None = None):
+    def __init__(self, base: torch.Tensor, kind: str = "lstm", hidden: int | None = None,
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
         if kind not in ENCODER_TYPES:
             raise ValueError(f"unknown encoder '{kind}': use one of {', '.join(ENCODER_TYPES)}")
@@ -27,19 +35,32 @@ class PromptEncoder(nn.Module):
         if kind == "none":
             self.embeddings = nn.Parameter(base.detach().clone())
             return
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
         self.register_buffer("base", base.detach().clone())
         hidden = hidden or d
-        self.inputs = nn.Parameter(torch.randn(n, d) * 0.02)
-        if kind == "lstm":
-            half = max(1, hidden // 2)
-            self.lstm = nn.LSTM(d, half, num_layers=2, bidirectional=True, batch_first=True)
-            mlp_in = 2 * half
-        else:
-            self.lstm = None
-            mlp_in = d
-        self.mlp = nn.Sequential(nn.Linear(mlp_in, hidden), nn.ReLU(), nn.Linear(hidden, d))
-        nn.init.zeros_(self.mlp[2].weight)
-        nn.init.zeros_(self.mlp[2].bias)
+        self.inputs = nn.Parameter(torch.randn(n, d, generator=gen) * 0.02)
+        with torch.device("meta"):  # no draw from the global RNG; parameters come from ``gen``
+            if kind == "lstm":
+                half = max(1, hidden // 2)
+                lstm = nn.LSTM(d, half, num_layers=2, bidirectional=True, batch_first=True)
+                mlp_in = 2 * half
+            else:
+                lstm, mlp_in = None, d
+            mlp = nn.Sequential(nn.Linear(mlp_in, hidden), nn.ReLU(), nn.Linear(hidden, d))
+        self.lstm = lstm.to_empty(device="cpu") if lstm is not None else None
+        self.mlp = mlp.to_empty(device="cpu")
+        # The same draws, in the same order, as torch's default initialisation.
+        with torch.no_grad():
+            if self.lstm is not None:
+                stdv = 1.0 / math.sqrt(self.lstm.hidden_size)
+                for w in self.lstm.parameters():
+                    nn.init.uniform_(w, -stdv, stdv, generator=gen)
+            for lin in (self.mlp[0], self.mlp[2]):
+                nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5), generator=gen)
+                bound = 1.0 / math.sqrt(lin.in_features)
+                nn.init.uniform_(lin.bias, -bound, bound, generator=gen)
+            nn.init.zeros_(self.mlp[2].weight)
+            nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self) -> torch.Tensor:
         if self.kind == "none":

@@ -13,12 +13,16 @@ from .model import PromptModel
 from .projections import discretize, drift, nearest_tokens
 from .registry import get_backbone
 from .stats import by_tag, pair_predictions, paired_dict
-from .store import RunStore
+from .portable import PromptFileError
+from .store import RunStore, StoreError
 from .template import TemplateError, parse, to_discrete
 from .train import ConfigError, TrainConfig, train
 from .verbalizer import Verbalizer, VerbalizerError
 
-USER_ERRORS = (D.DataError, TemplateError, VerbalizerError, ConfigError, ValueError)
+# The project's own user-error classes: their message is one sentence for the user. Anything
+# else (a plain ValueError, a RuntimeError ...) is a bug and must surface as one.
+USER_ERRORS = (D.DataError, TemplateError, VerbalizerError, ConfigError, StoreError,
+               PromptFileError)
 
 
 @dataclass
@@ -250,16 +254,16 @@ def tag_breakdown(eval_rows: list, details: dict, field: str = "tag") -> Optiona
 def resume_encoder(pm: PromptModel, spec: RunSpec, store: Optional[RunStore]) -> None:
     """Load a stored run's encoder weights into ``pm`` (same template, model and encoder)."""
     store = store or RunStore()
-    old = store.get(spec.resume)
+    old = store.get(spec.resume, details=False)
     if old is None:
-        raise ValueError(f"no run {spec.resume} to resume")
+        raise ConfigError(f"no run {spec.resume} to resume")
     oc = old["config"]
     if oc.get("template") != spec.template or oc.get("model") != spec.model:
-        raise ValueError("a run can only be resumed with the same template and model")
+        raise ConfigError("a run can only be resumed with the same template and model")
     state = store.tensors(spec.resume, "encoder.safetensors")
     mine = pm.encoder.state_dict()
     if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
-        raise ValueError(f"run {spec.resume} used another encoder "
+        raise ConfigError(f"run {spec.resume} used another encoder "
                          f"({(oc.get('train_cfg') or {}).get('encoder')}); pick the same one")
     pm.encoder.load_state_dict({k: v.to(mine[k].dtype) for k, v in state.items()})
 

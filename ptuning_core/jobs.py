@@ -5,9 +5,15 @@ goes first), so one session's many jobs cannot starve others. Each session may h
 ``max_queued`` queued/running jobs. Jobs carry their live progress (events, losses) for pages
 to poll; a worker never touches the UI. A session that stops polling for ``idle_timeout``
 seconds has its queued jobs cancelled and its running job stopped (what was learned is kept).
+
+Memory: a job's function stores what it produces (the run store), so once a job is done the queue
+keeps only a small summary (status, run id, error, the last progress numbers): the function and
+what it holds (prepared rows), the events, the loss lists and the returned result are dropped.
+Pages read finished runs from the store.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -15,6 +21,9 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+
+log = logging.getLogger(__name__)
 
 
 class QueueFull(RuntimeError):
@@ -27,7 +36,7 @@ class Job:
     session: str
     device: str
     label: str
-    fn: Callable  # fn(job) -> result; reads job.stop, calls job.event(e)
+    fn: Optional[Callable]  # fn(job): reads job.stop, calls job.event(e), stores its result
     status: str = "queued"  # queued | running | finished | stopped | failed | cancelled
     created: float = field(default_factory=time.time)
     started: Optional[float] = None
@@ -35,7 +44,6 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
     events: list = field(default_factory=list)
     progress: dict = field(default_factory=dict)
-    result: object = None
     error: Optional[str] = None
     run_id: Optional[str] = None
     on_cancel: Optional[Callable] = None  # called when a queued job is cancelled
@@ -70,6 +78,15 @@ class Job:
     @property
     def done(self) -> bool:
         return self.status in ("finished", "stopped", "failed", "cancelled")
+
+    def release(self) -> None:
+        """Drop the heavy data of a done job; keep status, run id, error and scalar progress."""
+        with self.lock:
+            self.fn = None
+            self.on_cancel = None
+            self.events = []
+            self.progress = {k: v for k, v in self.progress.items()
+                             if isinstance(v, (int, float, str)) or v is None}
 
 
 class JobQueue:
@@ -160,8 +177,10 @@ class JobQueue:
                 j.status, j.ended = "cancelled", time.time()
             j.stop.set()
             self._cv.notify_all()
-        if cancelled and j.on_cancel is not None:
-            j.on_cancel()
+        if cancelled:
+            if j.on_cancel is not None:
+                j.on_cancel()
+            j.release()
 
     def reap_idle(self) -> list:
         """Cancel queued and stop running jobs of sessions silent for idle_timeout seconds."""
@@ -211,13 +230,14 @@ class JobQueue:
                 job.status, job.started = "running", time.time()
                 self._last_served[(device, job.session)] = time.monotonic()
             try:
-                job.result = job.fn(job)
+                job.fn(job)  # it stores its own result (the run store)
                 status = "stopped" if job.stop.is_set() else "finished"
             except BaseException as e:  # the worker must survive anything a job does
                 job.error = f"{type(e).__name__}: {e}"[:2000]
-                job.event({"type": "error", "message": job.error,
-                           "trace": traceback.format_exc(limit=5)})
+                log.error("job %s (%s) failed: %s\n%s", job.id, job.label, job.error,
+                          traceback.format_exc(limit=5))
                 status = "failed"
+            job.release()
             with self._cv:
                 job.status, job.ended = status, time.time()
                 self._cv.notify_all()

@@ -102,11 +102,12 @@ class PromptModel(nn.Module):
                                                     if verbalizer is not None else None)
         self.encoder_type = encoder
         self.seed = seed
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            base = initial_embeddings(backbone.embeddings, self.layout.pseudo_init_ids, gen)
-            self.encoder = PromptEncoder(base, encoder) if self.layout.n_pseudo else None
+        # Per-run generators only (never the process-wide RNG, which other threads use): one
+        # for the random init vectors, one for the encoder's parameters.
+        gen = torch.Generator().manual_seed(seed)
+        base = initial_embeddings(backbone.embeddings, self.layout.pseudo_init_ids, gen)
+        self.encoder = (PromptEncoder(base, encoder, generator=torch.Generator().manual_seed(seed))
+                        if self.layout.n_pseudo else None)
         if self.encoder is not None:
             self.encoder.to(backbone.device)
         self._body = backbone.model.base_model
@@ -250,16 +251,10 @@ class PromptModel(nn.Module):
 
     def scores(self, batch: Batch, aux_generator: Optional[torch.Generator] = None):
         """Plain path. Returns (scores, aux_loss or None): class scores (B, C), or (B, V)
-        vocabulary log-probs in open-vocabulary mode."""
+        vocabulary log-probs in open-vocabulary mode. The class is always scored on the clean
+        input; a masked LM's auxiliary loss runs on a separate masked copy (second forward)."""
         prompt = self.prompt_embeddings()
-        ids = batch.input_ids
-        aux_targets = None
-        if aux_generator is not None and self.kind == "masked":
-            r = torch.rand(ids.shape, generator=aux_generator).to(ids.device)
-            pick = batch.text_mask & (r < 0.15)
-            aux_targets = torch.where(pick, ids, torch.full_like(ids, -100))
-            ids = torch.where(pick, torch.full_like(ids, self.backbone.tokenizer.mask_token_id), ids)
-        emb = self._embed(ids, batch.pseudo_idx, prompt)
+        emb = self._embed(batch.input_ids, batch.pseudo_idx, prompt)
         multi = self.cverb is not None and self.cverb.multi_token and self.kind == "causal"
         h, cache = self._run_body(emb, batch.attention_mask, batch.position_ids, use_cache=multi)
         last_pos = batch.position_ids[:, -1] if batch.position_ids is not None else None
@@ -267,12 +262,23 @@ class PromptModel(nn.Module):
         aux = None
         if aux_generator is not None:
             if self.kind == "masked":
-                sel = aux_targets != -100
-                aux = (F.cross_entropy(self._logits(h[sel]), aux_targets[sel])
-                       if sel.any() else h.sum() * 0)
+                aux = self._masked_aux(batch, prompt, aux_generator)
             else:
                 aux = self._causal_aux(h, batch.input_ids, batch.text_mask, batch.first_pseudo)
         return out, aux
+
+    def _masked_aux(self, batch: Batch, prompt, generator: torch.Generator):
+        """MLM loss on a copy of the batch with 15% of the text tokens replaced by [MASK]."""
+        ids = batch.input_ids
+        r = torch.rand(ids.shape, generator=generator).to(ids.device)
+        pick = batch.text_mask & (r < 0.15)
+        masked = torch.where(pick, torch.full_like(ids, self.backbone.tokenizer.mask_token_id),
+                             ids)
+        emb = self._embed(masked, batch.pseudo_idx, prompt)
+        h, _ = self._run_body(emb, batch.attention_mask, batch.position_ids)
+        if not pick.any():
+            return h.sum() * 0
+        return F.cross_entropy(self._logits(h[pick]), ids[pick])
 
     def _causal_aux(self, h, ids, textm, first):
         """Next-token loss on the text tokens that follow the first pseudo token (the only ones

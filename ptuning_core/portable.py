@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .store import RunStore, _atomic_save
+from .store import RunStore, atomic_save
 
 FORMAT = "ptuning-studio-prompt/1"
 MAX_IMPORT_BYTES = 64 * 2 ** 20
@@ -22,7 +22,7 @@ class PromptFileError(ValueError):
 
 
 def export_prompt(store: RunStore, run_id: str, path) -> str:
-    run = store.get(run_id)
+    run = store.get(run_id, details=False)
     if run is None:
         raise PromptFileError(f"no run {run_id}")
     t = store.tensors(run_id)
@@ -36,7 +36,7 @@ def export_prompt(store: RunStore, run_id: str, path) -> str:
             "verbalizer": cfg.get("verbalizer"), "kind": (run["result"] or {}).get("kind"),
             "hidden_size": int(t["embeddings"].shape[1]), "name": run["name"],
             "label_field": cfg.get("label_field") or "label"}
-    _atomic_save({"embeddings": t["embeddings"].float(), "init": t.get("init",
+    atomic_save({"embeddings": t["embeddings"].float(), "init": t.get("init",
                   t["embeddings"]).float()}, path, {"ptuning": json.dumps(meta)})
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return str(path)

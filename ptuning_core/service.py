@@ -3,6 +3,7 @@ model allow-listing, and runs/sweeps submitted as background jobs that write to 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -14,12 +15,16 @@ from .backbone import DEFAULT_MODEL, ModelLoadError
 from .experiment import RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
 from .store import RunStore
+from .train import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _env_int(name, default):
     try:
         return int(os.environ.get(name, default))
     except ValueError:
+        log.warning("%s=%r is not a whole number; using %s", name, os.environ.get(name), default)
         return default
 
 
@@ -58,8 +63,15 @@ class Settings:
     def cached_hub_models(self) -> list:
         try:
             from huggingface_hub import scan_cache_dir
+            from huggingface_hub.errors import CacheNotFound
+        except ImportError:
+            return []
+        try:
             return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
-        except Exception:
+        except CacheNotFound:
+            return []  # nothing downloaded yet
+        except OSError as e:
+            log.warning("cannot read the Hugging Face cache: %s", e)
             return []
 
     def model_choices(self) -> list:
@@ -104,7 +116,8 @@ class Service:
         """Validate (user errors raise here, in the page), then queue. Returns the job."""
         spec.model = self.settings.check_model(spec.model)
         if spec.train_cfg.steps > self.settings.max_steps:
-            raise ValueError(f"this server allows at most {self.settings.max_steps} steps per run")
+            raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
+                              f"run")
         for ref in (spec.train, spec.eval, spec.dev):
             if ref is not None:
                 self.check_data_ref(ref)

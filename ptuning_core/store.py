@@ -1,11 +1,18 @@
-"""Run storage: an SQLite index and safetensors files under ``$PTUNING_HOME/runs``.
+"""Run storage: an SQLite index and files under ``$PTUNING_HOME/runs``.
 
-Writes are atomic: SQLite transactions for the index, write-then-rename for tensor files.
-A run left 'queued' or 'running' by a process that died is shown as 'interrupted' on open.
+The index holds each run's summary; the per-example results (``result["details"]``:
+predictions, confusion matrices) live in the run's folder as ``details.json`` next to the
+safetensors files, so listing runs never reads them. ``get`` merges them back. Runs stored
+before that keep their details inline in the index and read as before.
+
+Writes are atomic: SQLite transactions for the index, write-then-rename for files. Reads take no
+write lock (WAL: readers never wait for a writer). A run left 'queued' or 'running' by a process
+that died is shown as 'interrupted' on open.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,25 +40,45 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 """
 ACTIVE = ("queued", "running")
+DETAILS_FILE = "details.json"
 _ID_RE = re.compile(r"[0-9a-f]{8,32}\Z")
+# Every column but the result's per-example part (only runs stored inline still have one).
+_SUMMARY_COLUMNS = ("id, name, status, created, updated, owner, shared, author, kind, config, "
+                    "json_remove(result, '$.details') AS result, error, pid")
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
     pass
 
 
-def _atomic_save(tensors: dict, path: Path, metadata: Optional[dict] = None) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)`` then rename onto ``path``: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp,
-                  metadata=metadata)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_save(tensors: dict, path: Path, metadata: Optional[dict] = None) -> None:
+    """Save tensors as safetensors, write-then-rename."""
+    _atomic_write(path, lambda tmp: save_file(
+        {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp,
+        metadata=metadata))
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f)
+    _atomic_write(path, write)
 
 
 class RunStore:
@@ -74,6 +101,14 @@ class RunStore:
         c.execute("PRAGMA busy_timeout=30000")
         c.row_factory = sqlite3.Row
         return _Tx(c)
+
+    def _read(self):
+        """A connection for reading: no BEGIN IMMEDIATE, so no write lock; each SELECT sees a
+        consistent snapshot (WAL) and never waits for a writer."""
+        c = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        c.execute("PRAGMA busy_timeout=30000")
+        c.row_factory = sqlite3.Row
+        return _Read(c)
 
     def recover(self) -> int:
         """Mark runs of dead processes as interrupted (their logged metrics stay)."""
@@ -115,9 +150,14 @@ class RunStore:
 
     def finish(self, rid: str, status: str, result: dict,
                tensors: Optional[dict] = None, error: Optional[str] = None) -> None:
+        """Store a run's result: its ``details`` (per-example results) go to the run's folder,
+        the rest (the summary) to the index."""
         if tensors:
             for fname, group in tensors.items():
-                _atomic_save(group, self.run_dir(rid) / fname)
+                atomic_save(group, self.run_dir(rid) / fname)
+        if isinstance(result, dict) and "details" in result:
+            result = dict(result)
+            atomic_write_json(result.pop("details"), self.run_dir(rid) / DETAILS_FILE)
         with self._conn() as c:
             c.execute("UPDATE runs SET status=?, result=?, error=?, updated=? WHERE id=?",
                       (status, json.dumps(result), error, time.time(), rid))
@@ -127,15 +167,39 @@ class RunStore:
             raise StoreError(f"not a run id: {rid!r}")
         return self.root / rid
 
-    def get(self, rid: str) -> Optional[dict]:
+    def get(self, rid: str, details: bool = True) -> Optional[dict]:
+        """One run; its result carries ``details`` (per-example results) unless
+        ``details=False``."""
         if not _ID_RE.match(rid or ""):
             return None
-        with self._conn() as c:
-            r = c.execute("SELECT * FROM runs WHERE id=?", (rid,)).fetchone()
-        return _row(r) if r else None
+        with self._read() as c:
+            r = c.execute(f"SELECT {'*' if details else _SUMMARY_COLUMNS} FROM runs WHERE id=?",
+                          (rid,)).fetchone()
+        if r is None:
+            return None
+        run = _row(r)
+        res = run["result"]
+        if details and isinstance(res, dict) and "details" not in res:
+            d = self.details(rid)
+            if d is not None:
+                res["details"] = d
+        return run
+
+    def details(self, rid: str) -> Optional[dict]:
+        """The per-example results stored in the run's folder (None if there are none)."""
+        p = self.run_dir(rid) / DETAILS_FILE
+        try:
+            with open(p, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            log.warning("cannot read the per-example results of run %s: %s", rid, e)
+            return None
 
     def list(self, kind: Optional[str] = None, shared_only: bool = False) -> list:
-        q, args = "SELECT * FROM runs", []
+        """Run summaries, newest first: no per-example results (see ``get``), no write lock."""
+        q, args = f"SELECT {_SUMMARY_COLUMNS} FROM runs", []
         conds = []
         if kind:
             conds.append("kind=?")
@@ -144,11 +208,12 @@ class RunStore:
             conds.append("shared=1")
         if conds:
             q += " WHERE " + " AND ".join(conds)
-        with self._conn() as c:
-            return [_row(r) for r in c.execute(q + " ORDER BY created DESC", args)]
+        with self._read() as c:
+            rows = c.execute(q + " ORDER BY created DESC", args).fetchall()
+        return [_row(r) for r in rows]
 
     def steps(self, rid: str) -> list:
-        with self._conn() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(
                 "SELECT step, loss, dev FROM steps WHERE run_id=? ORDER BY step", (rid,))]
 
@@ -165,7 +230,7 @@ class RunStore:
                       (1 if shared else 0, author.strip()[:60], time.time(), rid))
 
     def delete(self, rid: str, force: bool = False) -> None:
-        r = self.get(rid)
+        r = self.get(rid, details=False)
         if r is None:
             raise StoreError(f"no run {rid}")
         if not force and r["status"] in ACTIVE and r.get("pid") == os.getpid():
@@ -197,6 +262,19 @@ class _Tx:
             self.c.execute("ROLLBACK" if et else "COMMIT")
         finally:
             self.c.close()
+
+
+class _Read:
+    """Connection context for reads: autocommit (no explicit transaction), then close."""
+
+    def __init__(self, c):
+        self.c = c
+
+    def __enter__(self):
+        return self.c
+
+    def __exit__(self, et, ev, tb):
+        self.c.close()
 
 
 def _alive(pid: int) -> bool:

@@ -84,7 +84,7 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
     examples = [examples[i] for i in keep]
     gold = torch.tensor([gold_all[i] for i in keep], device=pm.device)
     encs = pm.encode(examples)
-    torch.manual_seed(cfg.seed)
+    # Per-run generators only: nothing here reads or seeds torch's process-wide RNG.
     gen = torch.Generator().manual_seed(cfg.seed)
     aux_gen = torch.Generator().manual_seed(cfg.seed + 1) if cfg.aux_weight > 0 else None
 

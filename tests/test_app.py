@@ -65,6 +65,13 @@ def test_train_a_run_and_find_it_in_the_history(app):
     assert not at.error, [e.value for e in at.error]
     runs = _wait_for_runs()
     assert runs[0]["result"]["train"]["steps"] == 5
+    # the done job keeps no result or curves; the panel shows them from the store
+    from ui.common import service
+    job = service().queue.wait(at.session_state["active_job"], 30)
+    assert job.done and job.snapshot()["progress"]["losses"] == []
+    at.run()
+    assert any(m.label == "continuous accuracy" for m in at.metric), [m.label for m in at.metric]
+    assert any(c.proto.spec and "loss" in c.proto.spec for c in at.get("plotly_chart"))
     at2 = app("pages/runs.py")
     assert any(runs[0]["id"] in df.value["id"].tolist() for df in at2.dataframe)
     assert any(m.label == "continuous accuracy" for m in at2.metric)

@@ -68,3 +68,54 @@ def test_devices():
             resolve_device("cuda")
     with pytest.raises(ModelLoadError, match="unknown device"):
         resolve_device("tpu9")
+
+
+HUB_PROBE = r"""
+import json, sys, time
+from ptuning_core.backbone import ModelLoadError, load_backbone
+t = time.monotonic()
+try:
+    load_backbone("nobody/not-cached-anywhere", "cpu")
+    out = {"error": None}
+except ModelLoadError as e:
+    out = {"error": str(e)}
+out["seconds"] = time.monotonic() - t
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("server", ["refuses", "never-answers"])
+def test_unreachable_hub_fails_fast_with_a_model_load_error(tmp_path, server):
+    """Offline mode off, the Hub endpoint on a loopback port that refuses connections, or
+    accepts them and never answers: loading a model that is not cached must fail with one
+    ModelLoadError within seconds (huggingface_hub alone waits ~25 s, or minutes)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    sock = None
+    if server == "refuses":
+        endpoint = "http://127.0.0.1:9"  # discard port: nothing listens there
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)  # connections queue in the backlog; nobody ever reads or answers
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PTUNING_OFFLINE")}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"), PTUNING_HOME=str(tmp_path),
+               HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    try:
+        r = subprocess.run([sys.executable, "-c", HUB_PROBE], env=env, capture_output=True,
+                           text=True, timeout=120)
+    finally:
+        if sock is not None:
+            sock.close()
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["error"] and "not in the local cache" in out["error"]
+    assert "\n" not in out["error"]
+    assert out["seconds"] < 15, out

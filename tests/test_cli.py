@@ -93,7 +93,9 @@ def test_cli_bad_files_give_one_line_and_exit_2(tmp_path, content, name, needle)
 
 @pytest.mark.parametrize("args,needle", [
     (["--template", "{sentence} It was"], "needs one [MASK]"),
-    (["--template", "{review} [MASK]"], "no column 'review'"),
+    (["--template", "{review} {summary} [MASK]"], "no column 'summary'"),
+    (["--template", "{sentence} [MASK]", "--text-fields", "sentence=nosuch"],
+     "no column 'nosuch' to map from"),
     (["--template", "{sentence} [MASK]", "--steps", "0"], "steps must be"),
     (["--template", "{sentence} [MASK]", "--train", "nosuch:train"], "no such file"),
     (["--template", "{sentence} [MASK]", "--train", "sentiment:nosplit"], "no split"),
@@ -136,3 +138,36 @@ def test_cli_bad_hf_reference_is_one_line_exit_2(tmp_path, ref, needle):
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_internal_bugs_are_not_reported_as_user_errors(tmp_path, monkeypatch, capsys):
+    """A bug inside a run (a plain ValueError or RuntimeError from the engine) must not come out
+    as a one-line 'error:' with exit 2, while the user's own mistakes, before and during the
+    run, still do."""
+    from ptuning_core import cli, experiment, registry
+    from tiny import tiny_causal
+    bb = tiny_causal()
+    bb.name = "tiny-cli-bugs"
+    registry.put(bb)
+    f = tmp_path / "d.csv"
+    f.write_text("sentence,label\nthe movie was good,positive\nthe film was bad,negative\n"
+                 "i loved the story,positive\ni hated the acting,negative\n")
+    args = ["run", "--model", bb.name, "--device", "cpu", "--train", str(f), "--eval", str(f),
+            "--template", "{sentence} [P] it was [MASK]", "--verbalizer", VERB, "--steps", "2",
+            "--json"]
+    for bug in (ValueError, RuntimeError):
+        def broken(*a, **k):
+            raise bug("an internal bug, not the user's")
+        with monkeypatch.context() as m:
+            m.setattr(experiment, "evaluate", broken)
+            with pytest.raises(bug, match="internal bug"):
+                cli.main(args)
+        assert "error:" not in capsys.readouterr().err
+    # a user error found before the run, and one found inside it (resuming an unknown run)
+    assert cli.main(args[:-7] + ["--template", "{sentence} it was", *args[-5:]]) == 2
+    assert "needs one [MASK]" in capsys.readouterr().err
+    assert cli.main(args + ["--resume", "0123456789ab"]) == 2
+    err = capsys.readouterr().err
+    assert "no run 0123456789ab to resume" in err and "Traceback" not in err
+    assert cli.main(args) == 0  # and the same command works when nothing is broken
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_train"] == 4

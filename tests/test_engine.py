@@ -212,23 +212,152 @@ def test_stop_flag_ends_the_run_within_one_step():
     assert r.status == "stopped" and r.steps == 3
 
 
-def test_dev_eval_and_early_stopping():
+def test_dev_eval_and_early_stopping_restores_the_best_checkpoint():
+    """A dev set whose accuracy cannot change (the same sentence with both labels: exactly one
+    is right whatever the prompt) gives its best at the first evaluation; with patience 1 the
+    second evaluation stops the run, and the encoder is put back to the step-1 weights."""
     bb = tiny_causal()
     pm = PromptModel(bb, "{sentence} [P*2] it was [MASK]", V2)
+    dev = [{"sentence": "the movie was fine", "label": "0"},
+           {"sentence": "the movie was fine", "label": "1"}]
+    events, after_step = [], {}
+
+    def cb(e):
+        events.append(e)
+        if e["type"] == "step":
+            after_step[e["step"]] = {k: v.detach().clone()
+                                     for k, v in pm.encoder.state_dict().items()}
+    r = train(pm, EX, TrainConfig(steps=40, lr=5e-2, batch_size=2, eval_every=1, patience=1),
+              dev=dev, callback=cb)
+    assert r.status == "early-stopped"
+    assert r.steps == 2 and r.dev == [(1, 0.5), (2, 0.5)]
+    assert [e["step"] for e in events if e["type"] == "eval"] == [1, 2]
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "early-stopped"
+    final = pm.encoder.state_dict()
+    # step 2 moved the weights; the returned encoder is the best (step-1) checkpoint
+    assert any(not torch.equal(after_step[1][k], after_step[2][k]) for k in final)
+    assert all(torch.equal(final[k], after_step[1][k]) for k in final)
+
+
+@pytest.mark.parametrize("factory,tpl", [(tiny_causal, "{sentence} [P*2] it was [MASK]"),
+                                         (tiny_masked, "{sentence} [P*2] it was [MASK] .")])
+def test_aux_loss_enters_the_gradient_with_its_weight(factory, tpl):
+    """The gradient train() applies is exactly d(class loss) + aux_weight * d(aux loss), and the
+    aux part is not zero (a loop that ignored the aux loss, or its weight, fails here)."""
+    bb = factory()
+    w = 0.7
+    pm = PromptModel(bb, tpl, V2, "lstm")
+    params = [p for p in pm.encoder.parameters() if p.requires_grad]
+    data = [{"sentence": e["sentence"], "label": "1"} for e in EX]  # gold: class 1 everywhere
+    expected, got, auxes = [], {}, []
+
+    def spy(fn):
+        def wrapped(*a, **k):
+            sc, aux = fn(*a, **k)
+            gold = torch.ones(sc.shape[0], dtype=torch.long)
+            gc = torch.autograd.grad(F.cross_entropy(sc.float(), gold), params, retain_graph=True)
+            ga = torch.autograd.grad(aux, params, retain_graph=True)
+            expected.append((gc, ga))
+            auxes.append(float(aux.detach()))
+            return sc, aux
+        return wrapped
+    pm.scores = spy(pm.scores)
+    pm.fast_scores = spy(pm.fast_scores)
+    # the hooks also see the spy's own grad calls; train()'s backward comes last and stays
+    hooks = [p.register_hook(lambda g, i=i: got.__setitem__(i, g.clone())) for i, p in
+             enumerate(params)]
     events = []
-    r = train(pm, EX, TrainConfig(steps=40, batch_size=2, eval_every=2, patience=2),
-              dev=EX[:4], callback=events.append)
-    assert r.dev and all(e["type"] != "eval" or 0 <= e["dev_accuracy"] <= 1 for e in events)
-    assert r.status in ("early-stopped", "finished")
-    assert len(r.dev) == sum(e["type"] == "eval" for e in events)
+    train(pm, data, TrainConfig(steps=1, batch_size=8, aux_weight=w), callback=events.append)
+    for h in hooks:
+        h.remove()
+    assert len(expected) == 1 and len(got) == len(params)
+    (gc, ga), actual = expected[0], got
+    assert any(g.abs().sum() > 0 for g in ga)
+    for i in range(len(params)):
+        assert torch.allclose(actual[i], gc[i] + w * ga[i], atol=1e-6, rtol=1e-4)
+    assert any(not torch.allclose(actual[i], gc[i], atol=1e-6, rtol=1e-4)
+               for i in range(len(params)))
+    step = next(e for e in events if e["type"] == "step")
+    assert step["aux"] == pytest.approx(auxes[0]) and step["aux"] > 0
 
 
-def test_aux_loss_for_both_kinds():
-    for bb, tpl in [(tiny_causal(), "{sentence} [P*2] it was [MASK]"),
-                    (tiny_masked(), "{sentence} [P*2] it was [MASK] .")]:
-        pm = PromptModel(bb, tpl, V2)
-        r = train(pm, EX, TrainConfig(steps=3, batch_size=4, aux_weight=0.5))
-        assert all(torch.isfinite(torch.tensor(r.losses)))
+def test_masked_aux_loss_masks_a_copy_never_the_classified_input():
+    """The class is scored on the clean input (only the label slot is [MASK]); the auxiliary
+    loss runs a second forward on a copy with some text masked."""
+    bb = tiny_masked()
+    pm = PromptModel(bb, "{sentence} [P*2] it was [MASK] .", V2)
+    mask_emb = bb.embeddings[bb.tokenizer.mask_token_id]
+    seen = []
+    hook = pm._body.register_forward_pre_hook(
+        lambda mod, args, kw: seen.append((kw["inputs_embeds"] == mask_emb).all(-1).clone()),
+        with_kwargs=True)
+    b = pm.collate(pm.encode(EX))
+    clean, _ = pm.scores(b)
+    n_plain = len(seen)
+    sc, aux = pm.scores(b, torch.Generator().manual_seed(3))
+    hook.remove()
+    assert n_plain == 1 and len(seen) == 3  # one forward without aux, two with it
+    slot = torch.zeros_like(seen[0])
+    slot[torch.arange(len(EX)), b.label_pos] = True
+    assert torch.equal(seen[0], slot) and torch.equal(seen[1], slot)  # classified: clean
+    extra = seen[2] & ~slot
+    assert seen[2][slot].all() and extra.any() and (extra <= b.text_mask).all()
+    assert torch.allclose(sc, clean) and aux is not None and float(aux.detach()) > 0
+
+
+def test_same_seed_same_losses_alone_and_beside_other_threads(monkeypatch):
+    """Nothing in a run reads or seeds torch's process-wide RNG: the same settings give the same
+    losses alone and while another run trains and a third thread hammers the global RNG."""
+    import threading
+    tpl = "{sentence} [P] [P*2] it was [MASK]"
+
+    def run(bb):
+        pm = PromptModel(bb, tpl, V2, "lstm", seed=7)
+        return train(pm, EX, TrainConfig(steps=6, lr=1e-2, batch_size=3, seed=7)).losses
+    mine_bb, other_bb = tiny_causal(), tiny_masked()  # built before any thread starts
+    alone_bb = tiny_causal()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    with monkeypatch.context() as m:
+        def global_rng(*a, **k):
+            raise AssertionError("a run touched torch's process-wide RNG")
+        for name in ("manual_seed", "seed", "set_rng_state"):
+            m.setattr(torch, name, global_rng)
+        m.setattr(torch.random, "fork_rng", global_rng)
+        alone = run(alone_bb)
+    assert torch.equal(torch.get_rng_state(), state)  # not seeded, not drawn from
+    done, out, errors = threading.Event(), {}, []
+
+    def guarded(fn):
+        def go():
+            try:
+                fn()
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+        return go
+
+    def noise():
+        i = 0
+        while not done.is_set():
+            torch.manual_seed(i)
+            torch.rand(257)
+            i += 1
+
+    def other():
+        pm = PromptModel(other_bb, "{sentence} [P*3] it was [MASK] .", V2, "mlp", seed=99)
+        train(pm, EX, TrainConfig(steps=8, batch_size=2, seed=99, aux_weight=0.5))
+
+    def mine():
+        out["losses"] = run(mine_bb)
+    threads = [threading.Thread(target=guarded(f)) for f in (noise, other, mine)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join(120)
+    done.set()
+    threads[0].join(10)
+    assert not errors, errors
+    assert out["losses"] == alone
 
 
 def test_open_vocabulary_mode(causal):
@@ -280,9 +409,9 @@ def test_resume_continues_from_stored_encoder_weights(tmp_path):
     init = store.tensors(first)["init"]
     # one tiny step from the stored weights: right where the first run ended, far from init
     assert (e1 - e2).abs().max() < 1e-3 < (e1 - init).abs().max()
-    with pytest.raises(ValueError, match="same template"):
+    with pytest.raises(ConfigError, match="same template"):
         run_experiment(RunSpec(**{**base, "template": "{sentence} [P*3] it was [MASK]"},
                                resume=first), store=store, run_id=store.create("c", {}))
-    with pytest.raises(ValueError, match="another encoder"):
+    with pytest.raises(ConfigError, match="another encoder"):
         run_experiment(RunSpec(**base, resume=first, train_cfg=TrainConfig(encoder="mlp")),
                        store=store, run_id=store.create("d", {}))

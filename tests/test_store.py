@@ -82,3 +82,48 @@ def test_export_import_round_trip_and_validation(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(PromptFileError, match="not a valid"):
         read_prompt_file(tmp_path / "junk.safetensors")
+
+
+def test_list_reads_summaries_only_and_get_merges_the_details(tmp_path, monkeypatch):
+    """Per-example results live in the run's folder: list() never reads them (nor an old run's
+    inline ones) and takes no write lock; get() returns them merged, old layout included."""
+    import json
+    import sqlite3
+    import time
+    s = RunStore(tmp_path)
+    preds = [{"index": i, "text": "the movie was good " * 10, "gold": "positive",
+              "pred": "positive", "correct": True} for i in range(5000)]
+    details = {"discrete": {"predictions": preds, "confusion": [[5000, 0], [0, 0]]}}
+    ids = []
+    for i in range(3):
+        rid = s.create(f"run {i}", {"template": "{s} [P] [MASK]"})
+        s.finish(rid, "finished", {"discrete": {"accuracy": 1.0}, "details": details})
+        ids.append(rid)
+    assert (tmp_path / ids[0] / "details.json").is_file()
+    db = sqlite3.connect(tmp_path / "runs.sqlite")
+    stored = [json.loads(r[0]) for r in db.execute("SELECT result FROM runs")]
+    assert all("details" not in r and r["discrete"]["accuracy"] == 1.0 for r in stored)
+    # a run written before details moved out: inline in the index
+    old = s.create("old layout", {"template": "{s} [MASK]"})
+    db.execute("UPDATE runs SET status='finished', result=? WHERE id=?",
+               (json.dumps({"discrete": {"accuracy": 0.5}, "details": details}), old))
+    db.commit()
+
+    def not_here(*a, **k):
+        raise AssertionError("list() read per-example results")
+    with monkeypatch.context() as m:
+        m.setattr(RunStore, "details", not_here)
+        db.execute("BEGIN IMMEDIATE")  # another process is writing: readers must not wait
+        t = time.monotonic()
+        rows = s.list()
+        assert time.monotonic() - t < 5
+        db.rollback()
+    assert [r["name"] for r in rows] == ["old layout", "run 2", "run 1", "run 0"]
+    assert all("details" not in r["result"] for r in rows)
+    assert [r["result"]["discrete"]["accuracy"] for r in rows] == [0.5, 1.0, 1.0, 1.0]
+    assert s.get(ids[1])["result"]["details"] == details
+    assert s.get(old)["result"]["details"] == details  # old stores stay readable
+    assert "details" not in s.get(ids[1], details=False)["result"]
+    s.delete(ids[1])
+    assert not (tmp_path / ids[1]).exists()
+    db.close()

@@ -84,9 +84,36 @@ def test_toggle_cycles_discrete_pseudo_anchor():
     assert [r for _, r in editable_words(b)] == ["anchor", "discrete"]
 
 
-def test_never_evaluates_code():
-    t = parse("{__import__} [A:__import__('os').system('x')] [MASK]")
-    assert t.fields == ["__import__"]
+def test_never_evaluates_code(tmp_path, monkeypatch):
+    """Python expressions in every place a template can hold text: evaluating any of them would
+    create a file and set a builtin. Each must stay literal text or be refused."""
+    import builtins
+    target = tmp_path / "pwned"
+    payloads = [f"open('{target.as_posix()}','w').close()",
+                "__import__('builtins').__setattr__('PTUNING_PWNED', 1)"]
+
+    def no_eval(*a, **k):
+        raise AssertionError("the template parser called eval/exec")
+    monkeypatch.setattr(builtins, "eval", no_eval)
+    monkeypatch.setattr(builtins, "exec", no_eval)
+    for code in payloads:
+        t = parse(f"{{sentence}} [A:{code}] [MASK]")
+        assert [s.text for s in t.segments if isinstance(s, Anchor)] == [code]
+        t = parse(f"{{sentence}} {code} [MASK]")
+        assert code in "".join(s.text for s in t.segments if isinstance(s, Text))
+        assert t.to_source() == f"{{sentence}} {code} [MASK]"
+        t = parse(f"[P:{code}] {{sentence}} [MASK]")
+        assert [p.init for p in t.segments if isinstance(p, Pseudo)] == [code]
+        with pytest.raises(TemplateError, match="bad field name"):
+            parse(f"{{{code}}} [MASK]")
+        with pytest.raises(TemplateError):
+            parse(f"{{sentence}} [P*{code}] [MASK]")
+        assert to_discrete(f"[P:{code}] {{sentence}} [MASK]") == f"{code} {{sentence}} [MASK]"
+    # attribute access through a field name (what str.format would do) is refused too
+    with pytest.raises(TemplateError, match="bad field name"):
+        parse("{sentence.__class__} [MASK]")
+    assert not target.exists()
+    assert not hasattr(builtins, "PTUNING_PWNED")
 
 
 def test_word_like_filter_drops_fragments_numbers_and_special_tokens():

@@ -337,9 +337,13 @@ def job_panel(job_id: str) -> None:
                     f"(the device is busy with other runs).")
         elif not job.done:
             st.progress(*progress_line(p, stopping))
-        if p["losses"]:
-            st.plotly_chart(loss_figure({"loss": p["losses"]}, {"run": p["dev"]}),
-                            key=f"live-{job_id}")
+        losses, dev = p["losses"], p["dev"]
+        if job.done and job.run_id:  # a done job keeps no curves: read the stored ones
+            stored = svc.store.steps(job.run_id)
+            losses = [(r["step"], r["loss"]) for r in stored if r["loss"] is not None]
+            dev = [(r["step"], r["dev"]) for r in stored if r["dev"] is not None]
+        if losses:
+            st.plotly_chart(loss_figure({"loss": losses}, {"run": dev}), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
         if not job.done and not stopping:
             if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
@@ -348,8 +352,11 @@ def job_panel(job_id: str) -> None:
                 stopping = True
         status = "stopping…" if stopping else snap["status"]
         c2.markdown(f"**Status:** {status}" + (f" — {snap['error']}" if snap["error"] else ""))
-        if job.done and isinstance(job.result, dict) and job.result.get("discrete"):
-            result_summary(job.result)
+        if job.done and job.run_id:
+            run = svc.store.get(job.run_id, details=False)
+            res = (run or {}).get("result") or {}
+            if res.get("discrete"):
+                result_summary(res)
     _panel()
 
 

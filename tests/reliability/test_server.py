@@ -81,6 +81,73 @@ def test_per_session_cap_and_total_cap():
     q.close()
 
 
+def test_finished_jobs_keep_only_a_small_summary():
+    """After N done jobs (finished, failed, cancelled) the queue holds none of their rows,
+    events, loss lists or results: only status, run id, error and the last progress numbers."""
+    import weakref
+
+    class Rows(list):  # a list that can be weakly referenced
+        pass
+    q = JobQueue(max_queued_per_session=20)
+    gate = threading.Event()
+    refs, jobs = [], []
+    for i in range(8):
+        rows = Rows({"text": f"example {i} {j}" * 20} for j in range(2000))
+        refs.append(weakref.ref(rows))
+
+        def fn(job, rows=rows, i=i):
+            gate.wait(10)
+            for s in range(1, 41):
+                job.event({"type": "step", "step": s, "steps": 40, "loss": 1 / s,
+                           "seconds": s / 10})
+            job.event({"type": "eval", "step": 40, "dev_accuracy": 0.5})
+            job.event({"type": "variant", "name": "v", "index": 0, "total": 1, "rows": rows})
+            if i == 6:
+                raise RuntimeError("something broke")
+            return {"rows": list(rows)}
+        jobs.append(q.submit("s", fn))
+        jobs[-1].run_id = f"run{i}"
+    del rows, fn
+    q.stop(jobs[7].id)  # still queued: cancelled
+    gate.set()
+    for j in jobs:
+        q.wait(j.id, 30)
+    gc.collect()
+    assert [j.status for j in jobs] == ["finished"] * 6 + ["failed", "cancelled"]
+    assert all(r() is None for r in refs)  # no rows kept anywhere (function, events, result)
+    for i, j in enumerate(jobs):
+        snap = j.snapshot()
+        assert j.fn is None and snap["events"] == [] and snap["progress"]["losses"] == []
+        assert snap["progress"]["dev"] == [] and not hasattr(j, "result")
+        assert snap["run_id"] == f"run{i}"
+        if i < 7:
+            assert snap["progress"]["step"] == 40 and snap["progress"]["loss"] == 1 / 40
+    assert jobs[6].error == "RuntimeError: something broke"
+    q.close()
+
+
+def test_a_finished_run_job_lets_go_of_its_prepared_data(tmp_path, monkeypatch):
+    import weakref
+
+    import ptuning_core.service as service_module
+    svc = tiny_service(tmp_path)
+    kept = []
+    real = service_module.prepare
+
+    def prepare(spec):
+        prep = real(spec)
+        kept.append(weakref.ref(prep))
+        return prep
+    monkeypatch.setattr(service_module, "prepare", prepare)
+    job = svc.submit_run("s", spec())
+    svc.queue.wait(job.id, 60)
+    gc.collect()
+    assert job.status == "finished" and kept and kept[0]() is None
+    assert job.snapshot()["progress"]["step"] == 3
+    assert svc.store.get(job.run_id)["result"]["train"]["steps"] == 3  # pages read the store
+    svc.queue.close()
+
+
 def test_load_many_sessions_every_run_finishes_or_is_refused(tmp_path):
     import psutil
     svc = tiny_service(tmp_path, max_queued=2)
@@ -209,8 +276,11 @@ def test_students_cannot_read_server_files_through_data_refs(tmp_path, ref):
 
 def test_server_step_limit(tmp_path):
     svc = tiny_service(tmp_path, max_steps=10)
-    with pytest.raises(ValueError, match="at most 10 steps"):
+    from ptuning_core.experiment import USER_ERRORS
+    from ptuning_core.train import ConfigError
+    with pytest.raises(ConfigError, match="at most 10 steps") as e:
         svc.submit_run("s", spec(steps=11))
+    assert isinstance(e.value, USER_ERRORS)  # shown to the user as a message
     assert svc.clamp_steps(999) == 10
 
 
