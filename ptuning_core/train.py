@@ -37,7 +37,7 @@ class TrainConfig:
     fast: bool = True  # prefix cache for causal LMs
     prefix_cache_mb: int = 1024
     amp: bool = True  # bf16 autocast on CUDA
-    snapshot_every: int = 10  # store pseudo embeddings every N steps (0: never)
+    snapshot_every: int = 2  # store pseudo embeddings every N steps (0: never): the replay slider
 
     def validate(self) -> "TrainConfig":
         for name, (lo, hi) in LIMITS.items():

@@ -292,3 +292,55 @@ def test_label_words_the_model_cannot_encode_are_refused_before_queuing(tmp_path
     with pytest.raises(VerbalizerError, match="same token"):
         svc.submit_run("s", bad)
     assert svc.store.list() == []
+
+
+def test_a_run_whose_page_keeps_polling_is_never_reaped(tmp_path):
+    """The live panels heartbeat every second (ui.common.heartbeat in each polling fragment):
+    such a session outlives the idle timeout; the same run abandoned is stopped."""
+    svc = tiny_service(tmp_path, idle_timeout=1, max_steps=100000)
+    job = svc.submit_run("open-page", spec(steps=100000))
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            svc.queue.heartbeat("open-page")
+            time.sleep(0.2)
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(3.5)  # over three idle timeouts
+    assert job.status == "running"
+    done.set()
+    t.join()
+    svc.queue.wait(job.id, 30)  # the page is closed: now it is reaped
+    assert job.status == "stopped"
+    svc.queue.close()
+
+
+def test_same_settings_same_losses_from_the_cli_and_the_service_beside_another_run(tmp_path,
+                                                                                  capsys):
+    """Reproducible from anywhere: a run queued in the app's service while another run trains
+    gives bit-identical losses to the same settings on the command line."""
+    import json
+
+    from ptuning_core import cli
+    svc = tiny_service(tmp_path)
+    from ptuning_core.experiment import run_experiment
+    busy = spec(steps=60)
+    busy.template = "[P*3] {sentence} It was [MASK]"
+    busy.train_cfg.seed = 5
+    t = threading.Thread(target=run_experiment, args=(busy,))  # e.g. a CLI run beside the app
+    t.start()
+    mine = svc.submit_run("a", spec(steps=8))
+    svc.queue.wait(mine.id, 60)
+    assert t.is_alive(), "the other run should still be training"
+    t.join()
+    app_losses = svc.store.get(mine.run_id)["result"]["train"]["losses"]
+    code = cli.main(["run", "--model", "tiny-rel", "--device", "cpu", "--train", "sentiment:train",
+                     "--eval", "sentiment:test", "--template", "{sentence} [P*2] It was [MASK]",
+                     "--verbalizer", json.dumps(VERB), "--shots", "2", "--max-eval", "6",
+                     "--steps", "8", "--batch-size", "2", "--lr", str(TrainConfig().lr),
+                     "--seed", str(TrainConfig().seed), "--json"])
+    assert code == 0
+    cli_losses = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"]["losses"]
+    assert len(app_losses) == 8 and app_losses == cli_losses
+    svc.queue.close()
