@@ -15,7 +15,7 @@ from .registry import get_backbone
 from .stats import by_tag, pair_predictions, paired_dict
 from .portable import PromptFileError
 from .store import RunStore, StoreError
-from .template import TemplateError, parse, to_discrete
+from .template import Template, TemplateError, parse, to_discrete
 from .train import ConfigError, TrainConfig, train
 from .verbalizer import Verbalizer, VerbalizerError
 
@@ -66,6 +66,9 @@ class Prepared:
     eval_rows: list
     fields: list
     warnings: list
+    template: Template  # the continuous template, parsed once here and passed on
+    discrete: Template  # the discrete one (given, or the continuous one made discrete)
+    discrete_source: str
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -98,7 +101,9 @@ def prepare(spec: RunSpec) -> Prepared:
             dev_rows = dv
     if spec.max_eval:
         eval_rows = eval_rows[:spec.max_eval]
-    return Prepared(spec, verb, train_rows, dev_rows, eval_rows, fields, warnings)
+    dsrc = spec.discrete_template or to_discrete(tpl)
+    return Prepared(spec, verb, train_rows, dev_rows, eval_rows, fields, warnings, tpl,
+                    dtpl or parse(dsrc), dsrc)
 
 
 def resolve_fields(spec: RunSpec, tpl) -> tuple:
@@ -131,9 +136,8 @@ def check_against_model(spec: RunSpec, prep: Prepared, bb) -> list:
     before anything is queued. Returns the warnings."""
     from .encoding import compile_layout, encode
     warnings = []
-    dsrc = spec.discrete_template or to_discrete(parse(spec.template))
-    for src in (spec.template, dsrc):
-        lay = compile_layout(src, bb.tokenizer, bb.kind, prep.fields)
+    for tpl in (prep.template, prep.discrete):
+        lay = compile_layout(tpl, bb.tokenizer, bb.kind, prep.fields)
         if prep.verbalizer is not None:
             warnings += prep.verbalizer.compile(lay, bb.tokenizer).warnings
         if prep.train_rows:
@@ -158,13 +162,12 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     cfg = spec.train_cfg
     bb = get_backbone(spec.model, spec.device)
     emit({"type": "phase", "phase": "discrete"})
-    tpl = parse(spec.template)
-    dsrc = spec.discrete_template or to_discrete(tpl)
+    tpl, dsrc = prep.template, prep.discrete_source
     warnings = list(prep.warnings)
     result: dict = {"model": spec.model, "kind": bb.kind, "device": str(bb.device),
                     "label_space": "classes" if prep.verbalizer else "vocab",
                     "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows)}
-    dpm = PromptModel(bb, dsrc, prep.verbalizer, "none", cfg.seed, prep.fields)
+    dpm = PromptModel(bb, prep.discrete, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
     dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
                     progress=phase_progress(emit, "discrete"))
@@ -179,7 +182,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     result["train"] = None
     status = "finished"
     if tpl.has_pseudo:
-        pm = PromptModel(bb, spec.template, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields)
+        pm = PromptModel(bb, tpl, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields)
         warnings += [w for w in pm.warnings if w not in warnings]
         if spec.resume:
             resume_encoder(pm, spec, store)
