@@ -1,4 +1,5 @@
-"""Command line: ``python -m ptuning_core run|datasets|runs|export|import|fewshot|warmup``."""
+"""Command line: ``python -m ptuning_core
+run|eval|predict|datasets|runs|export|import|fewshot|warmup``."""
 from __future__ import annotations
 
 import argparse
@@ -141,21 +142,97 @@ def cmd_run(a) -> int:
     if a.json:
         print(json.dumps(res))
     else:
-        from .stats import fmt_acc, result_verdict
-        d, c = res["discrete"], res["continuous"]
-        print(f"model {res['model']} ({res['kind']}, {res['device']})")
-        print(f"discrete   {fmt_acc(d['accuracy'], d['ci95'])}  n={d['n']}  {d['template']}")
-        if c:
-            print(f"continuous {fmt_acc(c['accuracy'], c['ci95'])}  n={c['n']}  {c['template']}")
-            if result_verdict(res):
-                print(result_verdict(res))
-            for i, row in enumerate(res["nearest_tokens"]):
-                print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
-        for tag, by in sorted((res.get("by_tag") or {}).get("continuous", {}).items()):
-            dd = res["by_tag"]["discrete"].get(tag)
-            print(f"  tag {tag:12s} n={by['n']:<4d} continuous {fmt_acc(by['accuracy'], by['ci95'])}"
-                  + (f"  discrete {fmt_acc(dd['accuracy'], dd['ci95'])}" if dd else ""))
+        _print_scores(res)
         print(f"run {res['run_dir']}")
+    return 0
+
+
+def _print_scores(res: dict) -> None:
+    """The text form of a result: both prompts with their intervals, the paired verdict, the
+    nearest tokens (runs) and accuracy per tag."""
+    from .stats import fmt_acc, result_verdict
+    d, c = res["discrete"], res["continuous"]
+    print(f"model {res['model']} ({res['kind']}, {res['device']})")
+    print(f"discrete   {fmt_acc(d['accuracy'], d['ci95'])}  n={d['n']}  {d['template']}")
+    if c:
+        print(f"continuous {fmt_acc(c['accuracy'], c['ci95'])}  n={c['n']}  {c['template']}")
+        if result_verdict(res):
+            print(result_verdict(res))
+        for i, row in enumerate(res.get("nearest_tokens") or []):
+            print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
+    for tag, by in sorted((res.get("by_tag") or {}).get("continuous", {}).items()):
+        dd = res["by_tag"]["discrete"].get(tag)
+        print(f"  tag {tag:12s} n={by['n']:<4d} continuous {fmt_acc(by['accuracy'], by['ci95'])}"
+              + (f"  discrete {fmt_acc(dd['accuracy'], dd['ci95'])}" if dd else ""))
+
+
+def _use_prompt(a):
+    """(learned prompt, backbone) for ``eval`` / ``predict``: the prompt's own model."""
+    from .learned import load_prompt, model_name
+    from .registry import get_backbone
+    lp = load_prompt(a.prompt)
+    return lp, get_backbone(model_name(lp, a.model), a.device)
+
+
+def cmd_eval(a) -> int:
+    from .backbone import ModelLoadError
+    from .experiment import USER_ERRORS
+    from .learned import evaluate_prompt
+    try:
+        lp, bb = _use_prompt(a)
+        ref, max_eval = a.eval, a.max_eval
+        if ref is None:
+            if lp.eval_ref is None:
+                return _err(f"{a.prompt} does not say what it was evaluated on; give --eval")
+            ref = lp.eval_ref
+            max_eval = lp.max_eval if max_eval is None else max_eval
+        fields = [f.strip() for f in a.text_fields.split(",") if f.strip()] \
+            if a.text_fields else None
+        ev = evaluate_prompt(lp, bb, ref, max_eval, fields, a.label_field, callback=_Progress())
+    except (ModelLoadError, *USER_ERRORS) as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    res = ev.to_dict()
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        _print_scores(res)
+        print(f"prompt {lp.source} on {ref}" + (f" (first {max_eval})" if max_eval else ""))
+    return 0
+
+
+def cmd_predict(a) -> int:
+    from .backbone import ModelLoadError
+    from .data import DataError
+    from .experiment import USER_ERRORS
+    from .learned import predict, prompt_model
+    try:
+        lp, bb = _use_prompt(a)
+        fields = {}
+        for entry in a.field or []:
+            name, eq, value = entry.partition("=")
+            if not eq or not name.strip():
+                raise DataError(f"'{entry}' is not NAME=VALUE")
+            fields[name.strip()] = value
+        if a.text is not None:
+            if len(lp.fields) != 1:
+                raise DataError(f"this template has {len(lp.fields)} fields "
+                                f"({', '.join(lp.fields)}): give each with --field NAME=VALUE")
+            fields.setdefault(lp.fields[0], a.text)
+        pred = predict(lp, prompt_model(lp, bb), fields)
+    except (ModelLoadError, *USER_ERRORS) as e:
+        return _err(str(e))
+    if a.json:
+        print(json.dumps(pred.to_dict()))
+        return 0
+    print(f"prediction: {pred.top}")
+    width = max(len(x) for x in pred.labels)
+    for label, p in zip(pred.labels, pred.probs):
+        print(f"  {label:{width}s}  {p:.4f}  {'#' * round(40 * p)}")
     return 0
 
 
@@ -273,6 +350,31 @@ def main(argv=None) -> int:
     i.add_argument("file")
     i.add_argument("--model", default=None, help="check it against this model")
     i.set_defaults(fn=cmd_import)
+    v = sub.add_parser("eval", help="evaluate a learned prompt (a run or a prompt file) "
+                                    "without its encoder")
+    v.add_argument("prompt", metavar="RUN_ID_OR_FILE")
+    v.add_argument("--eval", help="CSV/TSV/JSONL file, bundled NAME:SPLIT or "
+                                  "hf:NAME[/CONFIG]:SPLIT; default: the run's own (and its "
+                                  "--max-eval)")
+    v.add_argument("--max-eval", type=int, help="evaluate on the first N examples only")
+    v.add_argument("--text-fields", help="FIELD=COLUMN entries, comma-separated, when the "
+                                         "data's columns have other names")
+    v.add_argument("--label-field", help="label column (default: the run's, or the bundled "
+                                         "dataset's)")
+    v.add_argument("--model", help="check: the model the prompt was learned on")
+    v.add_argument("--device", default="auto")
+    v.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    v.set_defaults(fn=cmd_eval)
+    pr = sub.add_parser("predict", help="class probabilities (or top-5 tokens) of one example "
+                                        "through a learned prompt")
+    pr.add_argument("prompt", metavar="RUN_ID_OR_FILE")
+    pr.add_argument("--text", help="the text of a template with one field")
+    pr.add_argument("--field", action="append", metavar="NAME=VALUE",
+                    help="one template field (repeat for each)")
+    pr.add_argument("--model", help="check: the model the prompt was learned on")
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--json", action="store_true", help="print one JSON line")
+    pr.set_defaults(fn=cmd_predict)
     f = sub.add_parser("fewshot", help="few-shot sweep: methods x k x seeds")
     f.add_argument("--dataset", required=True, help="bundled classification dataset name")
     f.add_argument("--template", help="default: the dataset's template with [P*4] before it")

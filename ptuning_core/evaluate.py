@@ -1,10 +1,40 @@
 """Evaluation: accuracy / precision@1, macro-F1, confusion matrix, per-example predictions."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 from .model import PromptModel
 from .stats import ci95
+
+
+@dataclass(frozen=True)
+class Score:
+    """One prompt's headline numbers on an evaluation set: the ``discrete`` / ``continuous``
+    blocks of a result (``run`` and ``eval`` print the same shape)."""
+    template: str
+    accuracy: float  # precision@1 in open-vocabulary mode
+    ci95: tuple  # 95% Wilson interval (lo, hi)
+    n: int
+    skipped: int = 0
+    macro_f1: Optional[float] = None
+
+    @classmethod
+    def of(cls, template: str, res: dict) -> "Score":
+        """From an ``evaluate`` result."""
+        return cls(template, res["accuracy"], tuple(res["ci95"]), res["n"], res["skipped"],
+                   res["macro_f1"])
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Score":
+        return cls(d["template"], d["accuracy"], tuple(d["ci95"]), d["n"], d.get("skipped", 0),
+                   d.get("macro_f1"))
+
+    def to_dict(self) -> dict:
+        return {"template": self.template, "accuracy": self.accuracy, "ci95": list(self.ci95),
+                "n": self.n, "skipped": self.skipped, "macro_f1": self.macro_f1}
 
 
 def _autocast(pm: PromptModel, amp: bool):

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from . import data as D
-from .evaluate import evaluate
+from .evaluate import Score, evaluate
 from .model import PromptModel
 from .projections import discretize, drift, nearest_tokens
 from .registry import get_backbone
@@ -171,9 +171,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     warnings += dpm.warnings
     dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
                     progress=phase_progress(emit, "discrete"))
-    result["discrete"] = {"template": dsrc, "accuracy": dres["accuracy"], "ci95": dres["ci95"],
-                          "n": dres["n"], "skipped": dres["skipped"],
-                          "macro_f1": dres["macro_f1"]}
+    result["discrete"] = Score.of(dsrc, dres).to_dict()
     emit({"type": "discrete", "accuracy": dres["accuracy"]})
     details = {"discrete": dres}
     tensors = {}
@@ -211,9 +209,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                         progress=phase_progress(emit, "evaluate"))
         emb = pm.prompt_embeddings().detach().float().cpu()
         near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
-        result["continuous"] = {"template": spec.template, "accuracy": cres["accuracy"],
-                                "ci95": cres["ci95"], "n": cres["n"], "skipped": cres["skipped"],
-                                "macro_f1": cres["macro_f1"]}
+        result["continuous"] = Score.of(spec.template, cres).to_dict()
         result["paired"] = paired_dict(pair_predictions(dres["predictions"],
                                                         cres["predictions"]))
         result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),

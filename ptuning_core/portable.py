@@ -35,7 +35,8 @@ def export_prompt(store: RunStore, run_id: str, path) -> str:
     meta = {"format": FORMAT, "template": cfg.get("template"), "model": cfg.get("model"),
             "verbalizer": cfg.get("verbalizer"), "kind": (run["result"] or {}).get("kind"),
             "hidden_size": int(t["embeddings"].shape[1]), "name": run["name"],
-            "label_field": cfg.get("label_field") or "label"}
+            "label_field": cfg.get("label_field") or "label",
+            "discrete_template": cfg.get("discrete_template")}
     atomic_save({"embeddings": t["embeddings"].float(), "init": t.get("init",
                   t["embeddings"]).float()}, path, {"ptuning": json.dumps(meta)})
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -78,6 +79,19 @@ def read_prompt_file(path) -> tuple:
     return meta, tensors
 
 
+def check_fits(template: str, emb: torch.Tensor, backbone) -> None:
+    """Learned embeddings fit a model: its hidden size, one row per pseudo token of the
+    template on its tokenizer. Raises PromptFileError with the mismatch."""
+    from .encoding import compile_layout
+    if emb.dim() != 2 or emb.shape[1] != backbone.hidden_size:
+        raise PromptFileError(f"embedding size {emb.shape[-1]} does not match the model's "
+                              f"{backbone.hidden_size}: the prompt was learned on another model")
+    lay = compile_layout(template, backbone.tokenizer, backbone.kind)
+    if lay.n_pseudo != emb.shape[0]:
+        raise PromptFileError(f"the template has {lay.n_pseudo} pseudo tokens but the prompt "
+                              f"has {emb.shape[0]}")
+
+
 def import_prompt(store: RunStore, path, model: Optional[str] = None, owner: str = "",
                   backbone=None) -> str:
     meta, tensors = read_prompt_file(path)
@@ -85,16 +99,10 @@ def import_prompt(store: RunStore, path, model: Optional[str] = None, owner: str
         raise PromptFileError(f"the prompt was learned on '{meta.get('model')}', not '{model}'")
     emb = tensors["embeddings"]
     if backbone is not None:
-        from .encoding import compile_layout
-        if emb.shape[1] != backbone.hidden_size:
-            raise PromptFileError(f"embedding size {emb.shape[1]} does not match the model's "
-                                  f"{backbone.hidden_size}")
-        lay = compile_layout(meta["template"], backbone.tokenizer, backbone.kind)
-        if lay.n_pseudo != emb.shape[0]:
-            raise PromptFileError(f"the template has {lay.n_pseudo} pseudo tokens but the file "
-                                  f"has {emb.shape[0]}")
+        check_fits(meta["template"], emb, backbone)
     cfg = {"template": meta["template"], "model": meta.get("model"),
            "verbalizer": meta.get("verbalizer"), "label_field": meta.get("label_field") or "label",
+           "discrete_template": meta.get("discrete_template"),
            "imported_from": os.path.basename(str(path))}
     rid = store.create(meta.get("name") or "imported prompt", cfg, owner, kind="train",
                        status="imported")
