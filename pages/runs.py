@@ -8,6 +8,7 @@ from ptuning_core.portable import PromptFileError, export_prompt, import_prompt
 from ptuning_core.store import StoreError
 from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run,
                        result_summary, runs_frame, service)
+from ui.use_prompt import use_prompt_panel
 
 st.title("Runs")
 svc = service()
@@ -52,6 +53,7 @@ if runs:
                                                       key), key=f"cm-{key}-{rid}")
     for w in res.get("warnings", []):
         st.warning(w)
+    use_prompt_panel(run)  # Try it · Evaluate on… (the learned prompt, without its encoder)
 
     with st.expander("Manage this run"):
         new = st.text_input("Name", value=run["name"], key=f"name-{rid}")

@@ -26,6 +26,10 @@ from .verbalizer import Verbalizer
 TOP_TOKENS = 5
 
 
+class NoLearnedPrompt(PromptFileError):
+    """The run exists but learned no prompt (a discrete template, or it did not finish)."""
+
+
 @dataclass(frozen=True, eq=False)
 class LearnedPrompt:
     """A learned prompt without its encoder, and what is known of where it was learned."""
@@ -121,11 +125,12 @@ def load_prompt(source: str, store: Optional[RunStore] = None) -> LearnedPrompt:
         raise PromptFileError("name a run id or a .safetensors prompt file")
     p = Path(s)
     if s.endswith(".safetensors") or p.exists() or "/" in s or "\\" in s:
-        return _from_file(p)
-    return _from_run(s, store or RunStore())
+        return from_file(p)
+    return from_run(s, store or RunStore())
 
 
-def _from_run(rid: str, store: RunStore) -> LearnedPrompt:
+def from_run(rid: str, store: RunStore) -> LearnedPrompt:
+    """A stored run's learned prompt (never a file: what the app server may read)."""
     run = store.get(rid, details=False)
     if run is None or run.get("kind") != "train":
         raise PromptFileError(f"no run {rid} (and no prompt file of that name)")
@@ -136,7 +141,7 @@ def _from_run(rid: str, store: RunStore) -> LearnedPrompt:
             from None
     emb = t.get("embeddings")
     if emb is None:
-        raise PromptFileError(f"run {rid} has no learned prompt (status {run['status']}: a "
+        raise NoLearnedPrompt(f"run {rid} has no learned prompt (status {run['status']}: a "
                               f"discrete template, or training did not finish)")
     cfg = run["config"]
     tpl = cfg.get("template") or ""
@@ -150,7 +155,8 @@ def _from_run(rid: str, store: RunStore) -> LearnedPrompt:
         amp=bool((cfg.get("train_cfg") or {}).get("amp", True)))
 
 
-def _from_file(path: Path) -> LearnedPrompt:
+def from_file(path: Path) -> LearnedPrompt:
+    """An exported prompt file's (read with safetensors only, checked by read_prompt_file)."""
     meta, tensors = read_prompt_file(path)
     tpl = meta["template"]
     dsrc = meta.get("discrete_template")

@@ -14,6 +14,7 @@ from typing import Optional
 from .backbone import DEFAULT_MODEL, ModelLoadError
 from .experiment import RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
+from .learned import Evaluation, LearnedPrompt, Prediction
 from .store import RunStore
 from .train import ConfigError
 
@@ -108,6 +109,8 @@ class Service:
         self._by_run: dict = {}
         self._lock = threading.Lock()
         self._previews: "OrderedDict[str, list]" = OrderedDict()
+        self._prompts: "OrderedDict[str, list]" = OrderedDict()  # run id -> [prompt, model]
+        self._predictions: "OrderedDict[str, Prediction]" = OrderedDict()
 
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
@@ -233,6 +236,109 @@ class Service:
             while len(self._previews) > self.PREVIEW_CACHE:
                 self._previews.popitem(last=False)
         return preds
+
+    # ---- using a learned prompt (no encoder) -------------------------------------------------
+    PROMPT_CACHE = 8  # loaded fixed prompts (each a small PromptModel over the shared backbone)
+    PREDICTION_CACHE = 256
+
+    def learned_prompt(self, run_id: str) -> LearnedPrompt:
+        """A stored run's learned prompt; PromptFileError (one line) when there is no such run
+        or it learned none. Remembered (LRU) while the run exists."""
+        from .learned import from_run
+        from .portable import PromptFileError
+        if self.store.get(run_id, details=False) is None:
+            self._forget_prompt(run_id)
+            raise PromptFileError(f"no run {run_id}")
+        with self._lock:
+            hit = self._prompts.get(run_id)
+            if hit is not None:
+                self._prompts.move_to_end(run_id)
+                return hit[0]
+        lp = from_run(run_id, self.store)
+        self._remember_prompt(run_id, [lp, None])
+        return lp
+
+    def _remember_prompt(self, run_id: str, entry: list) -> None:
+        with self._lock:
+            self._prompts[run_id] = entry
+            self._prompts.move_to_end(run_id)
+            while len(self._prompts) > self.PROMPT_CACHE:
+                self._prompts.popitem(last=False)
+
+    def _forget_prompt(self, run_id: str) -> None:
+        with self._lock:
+            self._prompts.pop(run_id, None)
+            for k in [k for k in self._predictions if json.loads(k)[0] == run_id]:
+                del self._predictions[k]
+
+    def _fixed_prompt_model(self, run_id: str):
+        """(learned prompt, PromptModel with the stored embeddings as its fixed prompt), on the
+        model the prompt was learned on, if this server allows it."""
+        from .learned import model_name, prompt_model
+        from .registry import get_backbone
+        lp = self.learned_prompt(run_id)
+        bb = get_backbone(self.settings.check_model(model_name(lp)), "auto")
+        with self._lock:
+            hit = self._prompts.get(run_id)
+            pm = hit[1] if hit is not None else None
+        if pm is None or pm.backbone is not bb:  # first use, or the model was reloaded
+            pm = prompt_model(lp, bb)
+            self._remember_prompt(run_id, [lp, pm])
+        return lp, pm
+
+    def predict(self, run_id: str, fields: dict) -> Prediction:
+        """One example (a text per template field) through a run's learned prompt, without its
+        encoder: class probabilities, or the top tokens (open vocabulary). User errors (no
+        run, no prompt, a field missing, a model not allowed) raise with one line."""
+        from .learned import example_from, predict
+        lp = self.learned_prompt(run_id)
+        ex = example_from(lp, fields)
+        key = json.dumps([run_id, ex], sort_keys=True)
+        with self._lock:
+            if key in self._predictions:
+                self._predictions.move_to_end(key)
+                return self._predictions[key]
+        lp, pm = self._fixed_prompt_model(run_id)
+        pred = predict(lp, pm, ex)
+        with self._lock:
+            self._predictions[key] = pred
+            while len(self._predictions) > self.PREDICTION_CACHE:
+                self._predictions.popitem(last=False)
+        return pred
+
+    def submit_evaluation(self, session: str, run_id: str, ref: str,
+                          max_eval: Optional[int] = None, owner: str = "") -> Job:
+        """Queue an evaluation of a run's learned prompt (and its discrete template) on ``ref``.
+        Checked here (user errors raise in the page); the job stores its result as an 'eval'
+        record of the store (see ``evaluations``)."""
+        from .learned import eval_rows, evaluate_recorded
+        if max_eval is not None and int(max_eval) < 1:
+            raise ConfigError("evaluate on at least 1 example")
+        self.check_data_ref(ref)
+        lp, pm = self._fixed_prompt_model(run_id)
+        eval_rows(lp, ref, max_eval)  # the data fits the prompt (columns, labels)
+        bb, store = pm.backbone, self.store
+        label = f"{lp.name} on {ref}"
+        rid = store.create(label, {"prompt": run_id, "eval": ref, "max_eval": max_eval,
+                                   "model": lp.model}, owner or session, kind="eval",
+                           status="queued")
+
+        def fn(job: Job):
+            return evaluate_recorded(lp, bb, ref, store, rid, max_eval, callback=job.event)
+        try:
+            job = self.queue.submit(session, fn, str(bb.device), label)
+        except QueueFull:
+            store.delete(rid, force=True)
+            raise
+        job.run_id = rid
+        job.on_cancel = lambda: store.set_status(rid, "cancelled")
+        return job
+
+    def evaluations(self, run_id: str) -> list:
+        """The finished evaluations of a run's learned prompt, newest first."""
+        return [Evaluation.from_dict(r["result"]) for r in self.store.list(kind="eval")
+                if r["config"].get("prompt") == run_id and r["status"] == "finished"
+                and r["result"]]
 
     def submit_task(self, session: str, label: str, fn, device: str = "cpu") -> Job:
         """Queue any other long task (comparisons, sweeps): fn(job) -> result."""
