@@ -205,9 +205,13 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
             store.log_steps(run_id, pending)
         status = "stopped" if tr.status == "stopped" else "finished"
         emit({"type": "phase", "phase": "evaluate"})
+        # The method drops the encoder after training: the run is scored with the vectors it
+        # stores (computed once, in full precision, outside autocast), so evaluating the stored
+        # prompt later (learned.evaluate_prompt) gives exactly the reported numbers on any device.
+        emb = pm.prompt_embeddings().detach().float().cpu()
+        pm.set_fixed_prompt(emb)
         cres = evaluate(pm, prep.eval_rows, spec.label_field, amp=cfg.amp,
                         progress=phase_progress(emit, "evaluate"))
-        emb = pm.prompt_embeddings().detach().float().cpu()
         near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
         result["continuous"] = Score.of(spec.template, cres).to_dict()
         result["paired"] = paired_dict(pair_predictions(dres["predictions"],
