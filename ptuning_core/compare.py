@@ -93,7 +93,7 @@ def comparison_rows(variants: list) -> list:
         rows.append({"prompt": name, "template": c["template"], "accuracy": c["accuracy"],
                      "95% CI": fmt_acc(c["accuracy"], interval(c)), "n": c["n"],
                      "Δ vs discrete": c["accuracy"] - d["accuracy"],
-                     "p (McNemar)": None if p is None else round(p.mcnemar_p, 4),
+                     "p (McNemar)": None if p is None else float(f"{p.mcnemar_p:.3g}"),
                      "verdict": "" if p is None else verdict("discrete", d["accuracy"], name,
                                                              c["accuracy"], p)})
     return rows
@@ -113,6 +113,7 @@ def pairwise_tests(variants: list) -> list:
             if p is None:
                 continue
             out.append({"A": na, "B": nb, "A right, B wrong": p.only_a_right,
-                        "B right, A wrong": p.only_b_right, "p (McNemar)": round(p.mcnemar_p, 4),
+                        "B right, A wrong": p.only_b_right,
+                        "p (McNemar)": float(f"{p.mcnemar_p:.3g}"),
                         "verdict": verdict(na, ca["accuracy"], nb, cb["accuracy"], p)})
     return out

@@ -116,7 +116,7 @@ def verdict(name_a: str, acc_a: float, name_b: str, acc_b: float, paired: Paired
 def paired_dict(p: Optional[Paired], a: str = "discrete", b: str = "continuous") -> Optional[dict]:
     if p is None:
         return None
-    return {"mcnemar_p": round(p.mcnemar_p, 6), f"only_{a}_right": p.only_a_right,
+    return {"mcnemar_p": float(f"{p.mcnemar_p:.3g}"), f"only_{a}_right": p.only_a_right,
             f"only_{b}_right": p.only_b_right, "n": p.n, "significant": p.significant}
 
 
