@@ -1,11 +1,12 @@
 """P-Tuning Studio: a router. Pages are thin; everything else lives in ptuning_core."""
 import streamlit as st
 
-from ui.common import restore_from_link, session_id, sidebar
+from ui.classroom import classroom_sidebar, remember, start_session
+from ui.common import restore_from_link, sidebar
 
 st.set_page_config(page_title="P-Tuning Studio", page_icon=":material/tune:", layout="wide")
+start_session()  # identity (signed cookie), what the server kept for it, the class's pin
 restore_from_link()
-session_id()
 nav = st.navigation({
     "Build": [st.Page("pages/studio.py", title="Template Studio", icon=":material/edit:", default=True),
               st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
@@ -16,4 +17,8 @@ nav = st.navigation({
     "Class": [st.Page("pages/board.py", title="Class board", icon=":material/leaderboard:")],
 })
 sidebar()
-nav.run()
+classroom_sidebar()
+try:
+    nav.run()
+finally:
+    remember()  # what changed (name, template, dataset, upload) is kept with the identity

@@ -412,7 +412,8 @@ class Service:
 
     def class_pin(self) -> Optional[dict]:
         """What the teacher pinned: {template, dataset, upload (meta) or hf (references), by,
-        version}, or None."""
+        version}, or None. An uploaded or Hugging Face dataset is named ``class:...``
+        (``class_data`` opens it); a bundled one keeps its name."""
         return self.classroom.pin()
 
     def pin_class(self, who: str, template: str, ctx: dict) -> dict:
@@ -422,12 +423,18 @@ class Service:
         if not self.is_teacher(who):
             raise PermissionDenied("only the teacher can pin the class template")
         parse(template, fields=ctx["fields"])  # a TemplateError says what is wrong
-        pin = {"template": template, "dataset": ctx["name"], "upload": None, "hf": None,
+        from .hfdata import is_hf_ref
+        name = ctx["name"]
+        for prefix in ("class:", "upload:"):
+            name = name[len(prefix):] if name.startswith(prefix) else name
+        pin = {"template": template, "dataset": name, "upload": None, "hf": None,
                "by": self.classroom.labels([who])[who], "version": time.time()}
-        if ctx["name"].startswith("upload:"):
+        if uploads.owner_of(ctx["train_ref"]) is not None:
             self.open_upload(who, uploads.meta(ctx))  # checks the files are readable by who
-            pin["upload"] = uploads.copy_to_class(uploads.meta(ctx))
-        elif ctx["name"].startswith("hf:"):
+            pin["dataset"] = "class:" + name
+            pin["upload"] = {**uploads.copy_to_class(uploads.meta(ctx)), "name": pin["dataset"]}
+        elif is_hf_ref(ctx["train_ref"]):
+            pin["dataset"] = "class:" + name
             pin["hf"] = {"train_ref": ctx["train_ref"], "eval_ref": ctx["eval_ref"],
                          "text_fields": ctx["fields"], "label_field": ctx["label_field"]}
         self.classroom.set_pin(who, pin)
@@ -435,3 +442,59 @@ class Service:
 
     def unpin_class(self, who: str) -> None:
         self.classroom.set_pin(who, None)
+
+    def class_data(self, who: str) -> Optional[dict]:
+        """The data context of the pinned dataset when it is an upload or a Hugging Face
+        dataset (None for a bundled one, or no pin); its name is the pin's ``dataset``."""
+        pin = self.class_pin()
+        if not pin:
+            return None
+        if pin.get("upload"):
+            ctx = self.open_upload(who, pin["upload"])
+        elif pin.get("hf"):
+            ctx = self.open_hf_dataset(**pin["hf"])
+        else:
+            return None
+        ctx["name"] = pin["dataset"]
+        return ctx
+
+    # ---- what a student's pages open on -------------------------------------------------------
+    def keep_working_state(self, who: str, values: dict) -> None:
+        """Keep what ``who``'s pages hold now, for their next tab or refresh: ``name``,
+        ``template``, ``template_input``, ``dataset``, ``model``, ``pin_seen`` and the data
+        contexts ``upload`` and ``hfdata`` (kept as references, not rows)."""
+        if "name" in values:
+            self.classroom.set_name(who, values["name"] or "")
+        state = {k: values[k] for k in ("template", "template_input", "dataset", "model",
+                                        "pin_seen") if values.get(k) is not None}
+        if values.get("upload"):
+            state["upload"] = uploads.meta(values["upload"])
+        hf = values.get("hfdata")
+        if hf:
+            state["hf"] = {"train_ref": hf["train_ref"], "eval_ref": hf["eval_ref"],
+                           "text_fields": hf["fields"], "label_field": hf["label_field"]}
+        self.classroom.save_state(who, state)
+
+    def working_state(self, who: str) -> dict:
+        """What ``who``'s pages open on in a new tab or after a refresh: the values
+        ``keep_working_state`` kept, with ``upload`` / ``hfdata`` as data contexts again, and
+        ``problems``: one line for each thing that could not be brought back."""
+        from .experiment import USER_ERRORS
+        kept = self.classroom.state(who)
+        out = {k: kept[k] for k in ("template", "template_input", "dataset", "pin_seen")
+               if k in kept}
+        out["name"] = self.classroom.name(who)
+        out["problems"] = []
+        if kept.get("model"):
+            try:
+                out["model"] = self.settings.check_model(kept["model"])
+            except ModelLoadError as e:
+                out["problems"].append(str(e))
+        try:
+            if kept.get("upload"):
+                out["upload"] = self.open_upload(who, kept["upload"])
+            if kept.get("hf"):
+                out["hfdata"] = self.open_hf_dataset(**kept["hf"])
+        except USER_ERRORS as e:
+            out["problems"].append(str(e))
+        return out

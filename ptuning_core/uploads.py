@@ -116,7 +116,8 @@ def copy_to_class(m: dict) -> dict:
     dest = folder(CLASS)
     for key in ("train_ref", "eval_ref"):
         src = Path(m[key])
-        shutil.copyfile(src, dest / src.name)
+        if src.resolve().parent != dest.resolve():
+            shutil.copyfile(src, dest / src.name)
         out[key] = str(dest / src.name)
-    out["description"] = f"the class dataset {m['name'][len('upload:'):]}"
+    out["description"] = f"the class dataset {m['name'].split(':', 1)[-1]}"
     return out

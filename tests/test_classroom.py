@@ -225,9 +225,11 @@ def test_uploads_belong_to_their_owner_and_a_pinned_one_to_the_class(cls):
     with pytest.raises(TemplateError):
         svc.pin_class(t, "{sentence} [P] It was [MASK]", up)  # not a field of this data
     pin = svc.pin_class(t, "{text} [P*2] It was [MASK]", up)
-    assert svc.class_pin() == pin and pin["dataset"] == "upload:reviews.csv"
-    ctx = svc.open_upload(b, pin["upload"])  # every student reads the class copy
+    assert svc.class_pin() == pin and pin["dataset"] == "class:reviews.csv"
+    ctx = svc.class_data(b)  # every student reads the class copy
     assert ctx["rows"] == up["rows"] and "/uploads/class/" in ctx["train_ref"]
+    assert ctx["name"] == "class:reviews.csv"
+    assert svc.pin_class(t, pin["template"], ctx)["upload"]["train_ref"] == ctx["train_ref"]
     job = svc.submit_run(b, RunSpec(template=pin["template"], train=ctx["train_ref"],
                                     eval=ctx["eval_ref"], verbalizer=ctx["verbalizer"],
                                     model="tiny-class", label_field="y",
@@ -271,3 +273,25 @@ def test_comparisons_and_sweeps_belong_to_whoever_started_them(cls):
     assert svc.store.list(kind="sweep") == [] and svc.store.list(kind="compare") == []
     with pytest.raises(Exception, match="unknown variant"):
         svc.submit_comparison(a, base, ["no such variant"])
+
+
+def test_working_state_comes_back_in_a_new_tab(cls, tmp_path):
+    svc, a, b, t = cls
+    raw = b"text,y\n" + b"".join(f"film {i},{['bad', 'good'][i % 2]}\n".encode()
+                                 for i in range(10))
+    up = svc.save_upload(a, raw, "mine.csv", ["text"], "y")
+    svc.keep_working_state(a, {"name": "Ada L.", "template": "{text} [P] It was [MASK]",
+                               "template_input": "{text} [P It was", "dataset": up["name"],
+                               "model": "tiny-class", "upload": up, "hfdata": None})
+    again = make_service(tmp_path)  # another server process, same home
+    st = again.working_state(a)
+    assert st["name"] == "Ada L." and st["dataset"] == "upload:mine.csv"
+    assert st["template"] == "{text} [P] It was [MASK]" and st["template_input"] == \
+        "{text} [P It was"
+    assert st["model"] == "tiny-class" and st["problems"] == []
+    assert st["upload"]["rows"] == up["rows"] and st["upload"]["classes"] == ["bad", "good"]
+    assert again.working_state(b) == {"name": "Bo", "problems": []}  # B's is B's
+    os.unlink(up["train_ref"])  # the file is gone: one line says so, the rest comes back
+    st = again.working_state(a)
+    assert "upload" not in st and st["template"] and "upload it again" in st["problems"][0]
+    again.queue.close()
