@@ -112,7 +112,7 @@ def test_others_see_a_run_read_only_and_the_whole_queue(room):
     assert any("belongs to Ada" in c.value for c in at.caption)
     assert any("Ada's run: you can watch, not stop it" in c.value for c in at.caption)
     at = open_as(b_token, "pages/train.py")
-    queue = next(df.value for df in at.dataframe if "owner" in df.value.columns)
+    queue = next(t.value for t in at.table if "owner" in t.value.columns)
     assert queue[["run", "owner", "state"]].values.tolist() == [
         ["Ada's run", "Ada", "running"], ["Bo's run", "Bo (you)", "queued"]]
     assert "Stop Bo's run (Bo)" in buttons(at) and "Stop Ada's run (Ada)" not in buttons(at)

@@ -158,9 +158,9 @@ def _teacher_controls(who: str, pin) -> None:
     st.caption("You can stop any run (Train page queue), take any entry off the class board, "
                "and pin the template and dataset every student's Studio opens on.")
     ctx = dataset_context()
-    c1, c2 = st.columns(2)
-    if ctx and c1.button("Pin for the class", key="pin_class",
-                         help="this template and dataset become the class's"):
+    if ctx and st.button("Pin for the class", key="pin_class",
+                         help="this template and dataset become the class's: every student's "
+                              "Studio opens on them once"):
         tpl = st.session_state.get("template")
         try:
             if not tpl:
@@ -170,7 +170,7 @@ def _teacher_controls(who: str, pin) -> None:
                 st.rerun()
         except USER_ERRORS as e:
             st.error(str(e))
-    if pin and c2.button("Unpin", key="unpin_class"):
+    if pin and st.button("Unpin the class template", key="unpin_class"):
         svc.unpin_class(who)
         st.rerun()
     if st.button("Leave teacher mode", key="leave_teacher"):

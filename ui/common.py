@@ -423,10 +423,11 @@ def queue_panel() -> None:
             if not rows:
                 st.caption("The queue is empty.")
             else:
-                st.dataframe(pd.DataFrame([{
+                st.table(pd.DataFrame([{  # a plain table: readable on a projector
                     "position": str(r["position"] or "–"), "run": r["run"], "kind": r["kind"],
-                    "owner": r["owner"] + (" (you)" if r["yours"] else ""),
-                    "state": r["state"], "step": r["step"]} for r in rows]), hide_index=True)
+                    "owner": r["owner"] + (" (you)" if r["yours"] else ""), "state": r["state"],
+                    "step": "" if r["step"] is None else str(r["step"])} for r in rows]
+                ).set_index("position"))
     _queue()
 
 
