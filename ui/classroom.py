@@ -48,7 +48,8 @@ def _restore(who: str) -> None:
             ss[key] = kept[key]
     if kept.get("template") and "template" not in ss and "template_input" not in ss:
         ss["template"] = kept["template"]
-        ss["template_input"] = kept.get("template_input") or kept["template"]
+        ss["template_input"] = ss["_last_input"] = kept.get("template_input") or \
+            kept["template"]
         ss["_tpl_from_link"] = True  # Template Studio keeps it instead of the dataset's
     ss.setdefault("_pin_seen", kept.get("pin_seen"))
     ss["_kept"] = None  # the session's first run writes what it holds
@@ -83,8 +84,8 @@ def open_pin(pin: dict) -> None:
     ss["_pin_seen"] = pin["version"]
     if pin["dataset"].startswith("class:") and not ss.get("class_data"):
         return  # its data could not be opened; the problem is shown in the sidebar
-    ss["dataset"] = pin["dataset"]
-    ss["template"] = ss["template_input"] = pin["template"]
+    ss["_dataset_next"] = pin["dataset"]  # the sidebar selects it (its widget may exist)
+    ss["template"] = ss["template_input"] = ss["_last_input"] = pin["template"]
     ss["_tpl_from_link"] = True
     ss.pop("verbalizer", None)
 
@@ -111,9 +112,10 @@ def remember() -> None:
         return
     values = {k: ss.get(k) for k in KEPT}
     values.update(name=now["name"], pin_seen=now["pin_seen"])
-    if not values["template_input"]:  # not on this page: keep the one saved before
-        values["template_input"] = (ss.get("_kept") or {}).get("template_input") \
-            or values["template"]
+    if values["template_input"]:
+        ss["_last_input"] = values["template_input"]
+    else:  # Template Studio is not on this page: keep what was typed there last
+        values["template_input"] = ss.get("_last_input") or values["template"]
     service().keep_working_state(who, values)
     ss["_kept"] = now
 
