@@ -3,9 +3,8 @@ import pandas as pd
 import streamlit as st
 
 from ptuning_core.backbone import ModelLoadError
-from ptuning_core.compare import (VARIANTS, changed_predictions, comparison_rows,
-                                   pairwise_tests, run_comparison)
-from ptuning_core.experiment import USER_ERRORS, RunSpec, prepare
+from ptuning_core.compare import VARIANTS, changed_predictions, comparison_rows, pairwise_tests
+from ptuning_core.experiment import USER_ERRORS, RunSpec
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
 from ui.common import confusion_figure, loss_figure, page_setup, progress_line, verbalizer_for
@@ -30,11 +29,7 @@ if go:
                    shots=int(shots), max_eval=int(max_eval), name="compare",
                    train_cfg=TrainConfig(steps=int(steps), seed=int(seed)))
     try:
-        svc.settings.check_model(spec.model)
-        prepare(spec)
-        store = svc.store
-        job = svc.submit_task(sid, "comparison", lambda j: run_comparison(
-            spec, names, store, sid, j.event, j.stop), str(bb.device))
+        job = svc.submit_comparison(sid, spec, names, str(bb.device))
         st.session_state["compare_job"] = job.id
     except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
         st.error(str(e))
@@ -43,6 +38,9 @@ if go:
 @st.fragment(run_every=1.0)
 def progress():
     jid = st.session_state.get("compare_job")
+    if jid is None or svc.queue.get(jid) is None:  # a new tab or a refresh: your latest one
+        latest = svc.current_job(sid, "compare")
+        jid = latest.id if latest else None
     job = svc.queue.get(jid) if jid else None
     if job is None or job.done:
         if job is not None and job.error:
@@ -58,7 +56,7 @@ def progress():
     frac, line = progress_line(p, job.stop.is_set())
     st.progress(frac, text=f"{text} · {line}")
     if st.button("Stop comparison"):
-        svc.queue.stop(jid)
+        svc.stop_job(jid, sid)
 
 
 progress()
@@ -72,6 +70,13 @@ cid = st.selectbox("Comparison", [c["id"] for c in comps],
                                               f"{pd.to_datetime(c['created'], unit='s'):%H:%M:%S}"
                                               for c in comps if c["id"] == i))
 comp = svc.store.get(cid)
+if svc.can_manage(sid, comp["owner"]) and st.button("Delete this comparison",
+                                                     help="its runs stay on the Runs page"):
+    try:
+        svc.delete_run(cid, sid)
+        st.rerun()
+    except USER_ERRORS as e:
+        st.error(str(e))
 variants = [(v["variant"], svc.store.get(v["run_id"])) for v in comp["result"]["variants"]]
 variants = [(n, r) for n, r in variants if r and r.get("result")]
 if not variants:

@@ -5,7 +5,8 @@ import streamlit as st
 
 from ptuning_core import data as D
 from ptuning_core.backbone import ModelLoadError
-from ptuning_core.fewshot import METHODS, SweepSpec, run_sweep, summarize
+from ptuning_core.experiment import USER_ERRORS
+from ptuning_core.fewshot import METHODS, SweepSpec, summarize
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
 from ui.common import backbone, service, session_id
@@ -46,19 +47,10 @@ if go_btn:
         spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=k_list,
                          seeds=list(D.DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
                          steps=int(steps), max_eval=int(max_eval))
-        store = svc.store
-
-        def fn(job):
-            rows = run_sweep(spec, callback=job.event, stop=job.stop)
-            rid = store.create(f"sweep {ds}", spec.__dict__, sid, kind="sweep", status="running")
-            store.finish(rid, "stopped" if job.stop.is_set() else "finished",
-                         {"rows": rows, "summary": summarize(rows)})
-            return rows
         try:
-            svc.settings.check_model(spec.model)
-            job = svc.submit_task(sid, f"sweep {ds}", fn, str(bb.device))
+            job = svc.submit_sweep(sid, spec, str(bb.device))
             st.session_state["sweep_job"] = job.id
-        except (ModelLoadError, QueueFull) as e:
+        except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
             st.error(str(e))
 
 
@@ -85,6 +77,9 @@ def chart(rows):
 @st.fragment(run_every=2.0)
 def live():
     jid = st.session_state.get("sweep_job")
+    if jid is None or svc.queue.get(jid) is None:  # a new tab or a refresh: your latest one
+        latest = svc.current_job(sid, "sweep")
+        jid = latest.id if latest else None
     job = svc.queue.get(jid) if jid else None
     if job is None:
         return
@@ -104,7 +99,7 @@ def live():
     if job.error:
         st.error(job.error)
     if not job.done and st.button("Stop sweep"):
-        svc.queue.stop(jid)
+        svc.stop_job(jid, sid)
     if job.done and st.session_state.get("sweep_seen") != jid:
         st.session_state["sweep_seen"] = jid
         st.rerun()  # redraw the stored sweeps below
@@ -117,7 +112,14 @@ if sweeps:
     sw = st.selectbox("Open", [s["id"] for s in sweeps],
                       format_func=lambda i: next(f"{s['name']} · {s['status']} · {i}"
                                                  for s in sweeps if s["id"] == i))
-    res = svc.store.get(sw)["result"] or {}
+    entry = svc.store.get(sw)
+    res = entry["result"] or {}
+    if svc.can_manage(sid, entry["owner"]) and st.button("Delete this sweep"):
+        try:
+            svc.delete_run(sw, sid)
+            st.rerun()
+        except USER_ERRORS as e:
+            st.error(str(e))
     if res.get("rows"):
         fig, summ = chart(res["rows"])
         st.plotly_chart(fig, key=f"sweep-{sw}")

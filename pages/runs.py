@@ -4,20 +4,24 @@ from pathlib import Path
 
 import streamlit as st
 
-from ptuning_core.portable import PromptFileError, export_prompt, import_prompt
-from ptuning_core.store import StoreError
+from ptuning_core.experiment import USER_ERRORS
+from ptuning_core.portable import PromptFileError, export_prompt
 from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run,
-                       result_summary, runs_frame, service)
+                       result_summary, runs_frame, service, session_id)
 from ui.use_prompt import use_prompt_panel
 
 st.title("Runs")
 svc = service()
+sid = session_id()
 store = svc.store
 runs = [r for r in store.list() if r["kind"] == "train"]
 if not runs:
     st.info("No runs yet: train one on the Train page.")
 df = runs_frame(runs)
 if not df.empty:
+    owners = svc.classroom.labels(r["owner"] or "" for r in runs)
+    df.insert(2, "owner", [owners[r["owner"] or ""] + (" (you)" if r["owner"] == sid else "")
+                           for r in runs])
     st.dataframe(df, hide_index=True, column_config={
         "discrete": st.column_config.NumberColumn(format="%.3f"),
         "continuous": st.column_config.NumberColumn(format="%.3f")})
@@ -55,40 +59,46 @@ if runs:
         st.warning(w)
     use_prompt_panel(run)  # Try it · Evaluate on… (the learned prompt, without its encoder)
 
-    with st.expander("Manage this run"):
-        new = st.text_input("Name", value=run["name"], key=f"name-{rid}")
-        c = st.columns(4)
-        if c[0].button("Rename"):
-            try:
-                store.rename(rid, new)
-                st.rerun()
-            except StoreError as e:
-                st.error(str(e))
-        shared = c[1].toggle("Shared on the class board", value=run["shared"], key=f"sh-{rid}")
-        if shared != run["shared"]:
-            store.share(rid, shared, st.session_state.get("author") or "anonymous")
-            st.rerun()
-        if c[2].button("Delete", type="secondary"):
-            st.session_state["confirm_delete"] = rid
-        if st.session_state.get("confirm_delete") == rid:
-            st.warning("Delete this run and its files for good?")
-            if st.button("Yes, delete"):
-                try:
-                    svc.stop_run(rid)
-                    store.delete(rid)
-                    st.session_state.pop("confirm_delete", None)
-                    st.rerun()
-                except StoreError as e:
-                    st.error(str(e))
+    def export_button(col):
         if (store.run_dir(rid) / "prompt.safetensors").is_file():
             with tempfile.TemporaryDirectory() as d:
                 try:
                     p = export_prompt(store, rid, Path(d) / f"prompt-{rid}.safetensors")
-                    c[3].download_button("Export prompt", Path(p).read_bytes(),
-                                         file_name=f"prompt-{rid}.safetensors",
-                                         mime="application/octet-stream")
+                    col.download_button("Export prompt", Path(p).read_bytes(),
+                                        file_name=f"prompt-{rid}.safetensors",
+                                        mime="application/octet-stream")
                 except PromptFileError as e:
                     st.error(str(e))
+
+    if not svc.can_manage(sid, run["owner"]):
+        owner = svc.classroom.labels([run["owner"] or ""])[run["owner"] or ""]
+        st.caption(f"This run belongs to {owner}: you can look at it and export its prompt; "
+                   f"only they or the teacher can change it.")
+        export_button(st)
+    else:
+        with st.expander("Manage this run"):
+            new = st.text_input("Name", value=run["name"], key=f"name-{rid}")
+            c = st.columns(4)
+            try:
+                if c[0].button("Rename"):
+                    svc.rename_run(rid, new, sid)
+                    st.rerun()
+                shared = c[1].toggle("Shared on the class board", value=run["shared"],
+                                     key=f"sh-{rid}")
+                if shared != run["shared"]:
+                    svc.share_run(rid, shared, sid)
+                    st.rerun()
+                if c[2].button("Delete", type="secondary"):
+                    st.session_state["confirm_delete"] = rid
+                if st.session_state.get("confirm_delete") == rid:
+                    st.warning("Delete this run and its files for good?")
+                    if st.button("Yes, delete"):
+                        svc.delete_run(rid, sid)
+                        st.session_state.pop("confirm_delete", None)
+                        st.rerun()
+            except USER_ERRORS as e:
+                st.error(str(e))
+            export_button(c[3])
 
 st.subheader("Import a prompt")
 up = st.file_uploader("A .safetensors prompt exported by P-Tuning Studio", type=["safetensors"],
@@ -99,8 +109,8 @@ if up is not None and st.button("Import"):
         p = Path(d) / "import.safetensors"
         p.write_bytes(up.getvalue())
         try:
-            new = import_prompt(store, p, owner=st.session_state.get("sid", ""), backbone=bb,
-                                model=st.session_state.get("model", "default"))
+            new = svc.import_prompt(sid, p, backbone=bb,
+                                    model=st.session_state.get("model", "default"))
             st.success(f"Imported as run {new}")
         except PromptFileError as e:
             st.error(str(e))

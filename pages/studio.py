@@ -22,8 +22,9 @@ if st.session_state.get("_tpl_for") != (ctx["name"], bb.kind):
         st.session_state["template_input"] = ctx["ptuning_templates"][bb.kind]
         st.session_state["verbalizer_df"] = None
     st.session_state["_tpl_from_link"] = False
-if "template_input" not in st.session_state:
-    st.session_state["template_input"] = ctx["ptuning_templates"][bb.kind]
+if "template_input" not in st.session_state:  # back from another page: the last good template
+    st.session_state["template_input"] = st.session_state.get("template") or \
+        ctx["ptuning_templates"][bb.kind]
 
 with st.expander("Template syntax", expanded=False):
     st.markdown("`{field}` example text · `[MASK]` label slot (once) · `[P]` / `[P*4]` pseudo "

@@ -1,4 +1,4 @@
-"""Train: a run form with sensible defaults, the live run, and this session's runs."""
+"""Train: a run form with sensible defaults, your live run (after a refresh too), the queue."""
 import streamlit as st
 
 from ptuning_core.backbone import ModelLoadError
@@ -68,16 +68,16 @@ if go:
                                          seed=int(seed), encoder=enc, aux_weight=float(aux),
                                          eval_every=int(eval_every)))
     try:
-        job = svc.submit_run(sid, spec, owner=st.session_state.get("author") or sid)
+        job = svc.submit_run(sid, spec)
         st.session_state["active_job"] = job.id
         st.session_state.setdefault("my_jobs", []).append(job.id)
     except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
         st.error(str(e))
 
 active = st.session_state.get("active_job")
-mine = [j for j in svc.queue.jobs(sid)]
-if active is None and mine:
-    active = mine[-1].id
+if active is None or svc.queue.get(active) is None:  # a new tab or a refresh: your latest run
+    latest = svc.current_job(sid, "train")
+    active = latest.id if latest else None
 if active:
     st.subheader("Current run")
     job_panel(active)

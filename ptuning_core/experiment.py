@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from . import data as D
+from .access import PermissionDenied
 from .evaluate import Score, evaluate
 from .model import PromptModel
 from .projections import discretize, drift, nearest_tokens
@@ -22,7 +23,7 @@ from .verbalizer import Verbalizer, VerbalizerError
 # The project's own user-error classes: their message is one sentence for the user. Anything
 # else (a plain ValueError, a RuntimeError ...) is a bug and must surface as one.
 USER_ERRORS = (D.DataError, TemplateError, VerbalizerError, ConfigError, StoreError,
-               PromptFileError)
+               PromptFileError, PermissionDenied)
 
 
 @dataclass

@@ -5,6 +5,8 @@ goes first), so one session's many jobs cannot starve others. Each session may h
 ``max_queued`` queued/running jobs. Jobs carry their live progress (events, losses) for pages
 to poll; a worker never touches the UI. A session that stops polling for ``idle_timeout``
 seconds has its queued jobs cancelled and its running job stopped (what was learned is kept).
+The app's session is the browser's identity (``Service``): every tab of one student is one
+session, so a new tab cannot jump the queue or lift the cap.
 
 Memory: a job's function stores what it produces (the run store), so once a job is done the queue
 keeps only a small summary (status, run id, error, the last progress numbers): the function and
@@ -37,6 +39,7 @@ class Job:
     device: str
     label: str
     fn: Optional[Callable]  # fn(job): reads job.stop, calls job.event(e), stores its result
+    kind: str = "task"  # train | compare | sweep | task
     status: str = "queued"  # queued | running | finished | stopped | failed | cancelled
     created: float = field(default_factory=time.time)
     started: Optional[float] = None
@@ -103,7 +106,8 @@ class JobQueue:
         self._closed = False
 
     # ---- submitting ----------------------------------------------------------------------
-    def submit(self, session: str, fn: Callable, device: str = "cpu", label: str = "") -> Job:
+    def submit(self, session: str, fn: Callable, device: str = "cpu", label: str = "",
+               kind: str = "task") -> Job:
         with self._cv:
             if self._closed:
                 raise QueueFull("the server is shutting down")
@@ -114,7 +118,7 @@ class JobQueue:
             active = [j for j in self._jobs.values() if not j.done]
             if len(active) >= self.max_total:
                 raise QueueFull("the server's queue is full; try again in a minute")
-            job = Job(uuid.uuid4().hex[:12], session, device, label, fn)
+            job = Job(uuid.uuid4().hex[:12], session, device, label, fn, kind)
             self._jobs[job.id] = job
             self._seen[session] = time.monotonic()
             if device not in self._workers:

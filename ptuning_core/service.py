@@ -1,21 +1,30 @@
 """What the app server needs from the core: settings chosen by whoever starts the server,
-model allow-listing, and runs/sweeps submitted as background jobs that write to the store."""
+model allow-listing, and runs/sweeps submitted as background jobs that write to the store.
+
+The one door between the pages and the core. Every call that changes something takes the
+caller's identity (``who``) and checks it here: a run, comparison, sweep, job or upload belongs
+to whoever started it; only its owner or the teacher may stop, rename, share, unshare or delete
+it (``PermissionDenied``, a user error, otherwise)."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from . import uploads
+from .access import PermissionDenied, may_manage, require_manage
 from .backbone import DEFAULT_MODEL, ModelLoadError
+from .classroom import Classroom
 from .experiment import RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
 from .learned import Evaluation, LearnedPrompt, Prediction
-from .store import RunStore
+from .store import ACTIVE, RunStore, StoreError
 from .train import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +47,8 @@ def _env_bool(name, default=False):
 class Settings:
     """Server limits. Environment: PTUNING_MAX_STEPS, PTUNING_MAX_QUEUED (per session),
     PTUNING_MAX_QUEUED_TOTAL, PTUNING_MAX_UPLOAD_MB, PTUNING_IDLE_TIMEOUT (s),
-    PTUNING_ALLOWED_MODELS (comma list), PTUNING_ALLOW_LOCAL_PATHS, PTUNING_ALLOW_ANY_MODEL."""
+    PTUNING_ALLOWED_MODELS (comma list), PTUNING_ALLOW_LOCAL_PATHS, PTUNING_ALLOW_ANY_MODEL,
+    PTUNING_TEACHER_CODE (unset or empty: no teacher mode)."""
     max_steps: int = 500
     max_queued: int = 3
     max_queued_total: int = 60
@@ -47,6 +57,7 @@ class Settings:
     allowed_models: list = field(default_factory=list)
     allow_local_paths: bool = False
     allow_any_model: bool = False
+    teacher_code: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -59,7 +70,8 @@ class Settings:
                    idle_timeout=_env_int("PTUNING_IDLE_TIMEOUT", 1800),
                    allowed_models=allowed,
                    allow_local_paths=_env_bool("PTUNING_ALLOW_LOCAL_PATHS"),
-                   allow_any_model=_env_bool("PTUNING_ALLOW_ANY_MODEL"))
+                   allow_any_model=_env_bool("PTUNING_ALLOW_ANY_MODEL"),
+                   teacher_code=os.environ.get("PTUNING_TEACHER_CODE", "").strip())
 
     def cached_hub_models(self) -> list:
         try:
@@ -98,12 +110,17 @@ class Settings:
                              f"models")
 
 
-class Service:
-    """One per server process: the queue, the store, the settings."""
+KIND_WORDS = {"train": "this run", "compare": "this comparison", "sweep": "this sweep"}
 
-    def __init__(self, settings: Optional[Settings] = None, store: Optional[RunStore] = None):
+
+class Service:
+    """One per server process: the queue, the store, the settings, the class."""
+
+    def __init__(self, settings: Optional[Settings] = None, store: Optional[RunStore] = None,
+                 classroom: Optional[Classroom] = None):
         self.settings = settings or Settings.from_env()
         self.store = store or RunStore()
+        self.classroom = classroom or Classroom(self.settings.teacher_code)
         self.queue = JobQueue(self.settings.max_queued, self.settings.max_queued_total,
                               self.settings.idle_timeout)
         self._by_run: dict = {}
@@ -115,30 +132,31 @@ class Service:
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
 
-    def submit_run(self, session: str, spec: RunSpec, owner: str = "") -> Job:
-        """Validate (user errors raise here, in the page), then queue. Returns the job."""
+    def submit_run(self, who: str, spec: RunSpec) -> Job:
+        """Validate (user errors raise here, in the page), then queue a run owned by ``who``
+        (the identity; also its session in the queue's fairness). Returns the job."""
         spec.model = self.settings.check_model(spec.model)
         if spec.train_cfg.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
                               f"run")
         for ref in (spec.train, spec.eval, spec.dev):
             if ref is not None:
-                self.check_data_ref(ref)
+                self.check_data_ref(ref, who)
         prep = prepare(spec)
         from .backbone import resolve_device
         from .experiment import check_against_model
         from .registry import get_backbone
         check_against_model(spec, prep, get_backbone(spec.model, spec.device))
         device = str(resolve_device(spec.device))
-        rid = self.store.create(spec.name or spec.template[:60], spec.to_dict(),
-                                owner or session, status="queued")
+        rid = self.store.create(spec.name or spec.template[:60], spec.to_dict(), who,
+                                status="queued")
         store = self.store
 
         def fn(job: Job):
             return run_recorded(spec, store, rid, callback=job.event, stop=job.stop,
                                 prepared=prep)
         try:
-            job = self.queue.submit(session, fn, device, spec.name or spec.template[:60])
+            job = self.queue.submit(who, fn, device, spec.name or spec.template[:60], "train")
         except QueueFull:
             self.store.delete(rid, force=True)  # never queued: leave no trace
             raise
@@ -148,10 +166,11 @@ class Service:
             self._by_run[rid] = job.id
         return job
 
-    def check_data_ref(self, ref: str) -> str:
-        """Server mode: data comes from bundled sets or files this server wrote (uploads)."""
+    def check_data_ref(self, ref: str, who: Optional[str] = None) -> str:
+        """Server mode: data comes from bundled sets or files this server wrote (uploads). With
+        ``who``, an upload must be theirs or the class's (the teacher may read any)."""
         from . import data as D
-        from . import hfdata, paths
+        from . import hfdata
         if hfdata.is_hf_ref(ref):
             if hfdata.parse_ref(ref).local and not self.settings.allow_local_paths:
                 raise D.DataError("this server does not read local folders (hf:./...); use a "
@@ -162,14 +181,13 @@ class Service:
             if split not in D.dataset_info(name)["files"]:
                 raise D.DataError(f"dataset '{name}' has no split '{split}'")
             return ref
-        uploads = (paths.home() / "uploads").resolve()
-        try:
-            p = Path(ref).resolve()
-        except (OSError, ValueError):
-            p = None
-        if p is None or uploads not in p.parents:
+        owner = uploads.owner_of(ref)
+        if owner is None:
             raise D.DataError("this server only reads bundled datasets and files uploaded "
                               "through the app")
+        if who is not None and owner not in (who, uploads.CLASS) and not self.is_teacher(who):
+            raise PermissionDenied("that uploaded file belongs to someone else; upload your "
+                                   "own copy")
         return ref
 
     def open_hf_dataset(self, train_ref: str, eval_ref: str, text_fields: list,
@@ -314,7 +332,7 @@ class Service:
         from .learned import eval_rows, evaluate_recorded
         if max_eval is not None and int(max_eval) < 1:
             raise ConfigError("evaluate on at least 1 example")
-        self.check_data_ref(ref)
+        self.check_data_ref(ref, session)
         lp, pm = self._fixed_prompt_model(run_id)
         eval_rows(lp, ref, max_eval)  # the data fits the prompt (columns, labels)
         bb, store = pm.backbone, self.store
@@ -340,17 +358,249 @@ class Service:
                 if r["config"].get("prompt") == run_id and r["status"] == "finished"
                 and r["result"]]
 
-    def submit_task(self, session: str, label: str, fn, device: str = "cpu") -> Job:
-        """Queue any other long task (comparisons, sweeps): fn(job) -> result."""
-        return self.queue.submit(session, fn, device, label)
+    def submit_task(self, who: str, label: str, fn, device: str = "cpu",
+                    kind: str = "task") -> Job:
+        """Queue any other long task owned by ``who``: fn(job) -> result."""
+        return self.queue.submit(who, fn, device, label, kind)
+
+    def submit_comparison(self, who: str, spec: RunSpec, variants: list,
+                          device: str = "cpu") -> Job:
+        """Check a comparison (user errors raise here), then queue it; its runs and its
+        comparison entry belong to ``who``."""
+        from .compare import run_comparison, variant_specs
+        spec.model = self.settings.check_model(spec.model)
+        if spec.train_cfg.steps > self.settings.max_steps:
+            raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
+                              f"run")
+        for ref in (spec.train, spec.eval, spec.dev):
+            if ref is not None:
+                self.check_data_ref(ref, who)
+        variant_specs(spec, variants)  # unknown variants raise here
+        prepare(spec)
+        store = self.store
+        return self.submit_task(who, "comparison", lambda j: run_comparison(
+            spec, variants, store, who, j.event, j.stop), device, "compare")
+
+    def submit_sweep(self, who: str, spec, device: str = "cpu") -> Job:
+        """Queue a few-shot sweep (a ``fewshot.SweepSpec``); the stored sweep belongs to ``who``."""
+        from . import data as D
+        from .fewshot import run_sweep, summarize
+        spec.model = self.settings.check_model(spec.model)
+        if spec.steps > self.settings.max_steps:
+            raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
+                              f"run")
+        D.dataset_info(spec.dataset)  # an unknown dataset raises DataError here
+        store = self.store
+
+        def fn(job: Job):
+            rows = run_sweep(spec, callback=job.event, stop=job.stop)
+            rid = store.create(f"sweep {spec.dataset}", spec.__dict__, who, kind="sweep",
+                               status="running")
+            store.finish(rid, "stopped" if job.stop.is_set() else "finished",
+                         {"rows": rows, "summary": summarize(rows)})
+            return rows
+        return self.submit_task(who, f"sweep {spec.dataset}", fn, device, "sweep")
+
+    def import_prompt(self, who: str, path, backbone=None, model: Optional[str] = None) -> str:
+        """Import a prompt file as a run owned by ``who``; its run id."""
+        from .portable import import_prompt
+        return import_prompt(self.store, path, owner=who, backbone=backbone, model=model)
 
     def job_for_run(self, rid: str) -> Optional[Job]:
         with self._lock:
             jid = self._by_run.get(rid)
         return self.queue.get(jid) if jid else None
 
-    def stop_run(self, rid: str) -> None:
+    def current_job(self, who: str, kind: str = "train") -> Optional[Job]:
+        """``who``'s latest job of a kind, one still queued or running first (what a page shows
+        after a refresh or in a new tab)."""
+        mine = [j for j in self.queue.jobs(who) if j.kind == kind]
+        live = [j for j in mine if not j.done]
+        return (live or mine or [None])[-1]
+
+    # ---- who may change what ------------------------------------------------------------------
+    def is_teacher(self, who: str) -> bool:
+        return self.classroom.is_teacher(who)
+
+    def can_manage(self, who: str, owner) -> bool:
+        """May ``who`` change what ``owner`` started? (its owner or the teacher)"""
+        return may_manage(owner, who, self.is_teacher(who))
+
+    def _checked_run(self, rid: str, who: str, verb: str) -> dict:
+        run = self.store.get(rid, details=False)
+        if run is None:
+            raise StoreError(f"no run {rid}")
+        require_manage(run.get("owner"), who, self.is_teacher(who),
+                       KIND_WORDS.get(run.get("kind"), "this run"), verb)
+        return run
+
+    def stop_run(self, rid: str, who: str) -> None:
         """Stop a running run (keeps what it learned) or cancel a queued one."""
+        self._checked_run(rid, who, "stop")
         job = self.job_for_run(rid)
         if job is not None:
             self.queue.stop(job.id)
+
+    def stop_job(self, job_id: str, who: str) -> None:
+        """Stop any queued or running job (a run, comparison or sweep)."""
+        job = self.queue.get(job_id)
+        if job is None:
+            return
+        require_manage(job.session, who, self.is_teacher(who),
+                       KIND_WORDS.get(job.kind, "this job"), "stop")
+        self.queue.stop(job_id)
+
+    def rename_run(self, rid: str, name: str, who: str) -> None:
+        self._checked_run(rid, who, "rename")
+        self.store.rename(rid, name)
+
+    def share_run(self, rid: str, shared: bool, who: str) -> None:
+        """Put a run on the class board (under its owner's display name) or take it off."""
+        run = self._checked_run(rid, who, "share" if shared else "unshare")
+        if shared:
+            author = self.classroom.labels([run.get("owner") or ""]).get(run.get("owner") or "")
+            self.store.share(rid, True, author or "anonymous")
+        else:
+            self.store.share(rid, False, run.get("author") or "")
+
+    def remove_from_board(self, rid: str, who: str) -> None:
+        """Take an entry off the class board: its owner or the teacher."""
+        run = self._checked_run(rid, who, "remove from the board")
+        self.store.share(rid, False, run.get("author") or "")
+
+    def delete_run(self, rid: str, who: str) -> None:
+        """Delete a run, comparison or sweep and its files (a queued run is cancelled first; a
+        running one must be stopped first)."""
+        run = self._checked_run(rid, who, "delete")
+        job = self.job_for_run(rid) if run["status"] in ACTIVE else None
+        if job is not None:
+            self.queue.stop(job.id)  # a queued run is cancelled at once
+            if not job.done:
+                raise StoreError("the run is stopping (what it learned is kept); delete it "
+                                 "once it has stopped")
+        self.store.delete(rid)
+
+    # ---- the queue as the class sees it -------------------------------------------------------
+    def queue_rows(self, who: str) -> list:
+        """Every queued or running job, in order (running first, then by position): label,
+        kind, owner's display name, whether it is ``who``'s, state, position, step, and whether
+        ``who`` may stop it."""
+        live = [j for j in self.queue.jobs() if not j.done]
+        labels = self.classroom.labels(j.session for j in live)
+        teacher = self.is_teacher(who)
+        rows = []
+        for j in live:
+            snap = j.snapshot()
+            rows.append({"job": j.id, "run": j.label, "kind": j.kind,
+                         "owner": labels.get(j.session, ""), "yours": j.session == who,
+                         "state": "stopping" if j.stop.is_set() else snap["status"],
+                         "position": self.queue.position(j.id) or None,
+                         "step": snap["progress"].get("step"),
+                         "can_stop": may_manage(j.session, who, teacher)})
+        rows.sort(key=lambda r: (r["position"] or 0, r["run"]))
+        return rows
+
+    # ---- uploads and the class's pinned data --------------------------------------------------
+    def save_upload(self, who: str, raw: bytes, filename: str, text_fields: list,
+                    label_field: str) -> dict:
+        """Validate and keep an uploaded file in ``who``'s folder; its data context."""
+        from . import data as D
+        if len(raw) > self.settings.max_upload_mb * 2 ** 20:
+            raise D.DataError(f"the file is larger than this server's limit "
+                              f"({self.settings.max_upload_mb} MB)")
+        return uploads.save(who, raw, filename, text_fields, label_field)
+
+    def open_upload(self, who: str, meta: dict) -> dict:
+        """The data context of a kept upload, if it is ``who``'s or the class's."""
+        for key in ("train_ref", "eval_ref"):
+            self.check_data_ref(str((meta or {}).get(key) or ""), who)
+        return uploads.context(meta)
+
+    def class_pin(self) -> Optional[dict]:
+        """What the teacher pinned: {template, dataset, upload (meta) or hf (references), by,
+        version}, or None. An uploaded or Hugging Face dataset is named ``class:...``
+        (``class_data`` opens it); a bundled one keeps its name."""
+        return self.classroom.pin()
+
+    def pin_class(self, who: str, template: str, ctx: dict) -> dict:
+        """Pin a template and the data context it is for; students' Studio opens on them. An
+        uploaded dataset is copied to the class folder so every student can read it."""
+        from .template import parse
+        if not self.is_teacher(who):
+            raise PermissionDenied("only the teacher can pin the class template")
+        parse(template, fields=ctx["fields"])  # a TemplateError says what is wrong
+        from .hfdata import is_hf_ref
+        name = ctx["name"]
+        for prefix in ("class:", "upload:"):
+            name = name[len(prefix):] if name.startswith(prefix) else name
+        pin = {"template": template, "dataset": name, "upload": None, "hf": None,
+               "by": self.classroom.labels([who])[who], "version": time.time()}
+        if uploads.owner_of(ctx["train_ref"]) is not None:
+            self.open_upload(who, uploads.meta(ctx))  # checks the files are readable by who
+            pin["dataset"] = "class:" + name
+            pin["upload"] = {**uploads.copy_to_class(uploads.meta(ctx)), "name": pin["dataset"]}
+        elif is_hf_ref(ctx["train_ref"]):
+            pin["dataset"] = "class:" + name
+            pin["hf"] = {"train_ref": ctx["train_ref"], "eval_ref": ctx["eval_ref"],
+                         "text_fields": ctx["fields"], "label_field": ctx["label_field"]}
+        self.classroom.set_pin(who, pin)
+        return pin
+
+    def unpin_class(self, who: str) -> None:
+        self.classroom.set_pin(who, None)
+
+    def class_data(self, who: str) -> Optional[dict]:
+        """The data context of the pinned dataset when it is an upload or a Hugging Face
+        dataset (None for a bundled one, or no pin); its name is the pin's ``dataset``."""
+        pin = self.class_pin()
+        if not pin:
+            return None
+        if pin.get("upload"):
+            ctx = self.open_upload(who, pin["upload"])
+        elif pin.get("hf"):
+            ctx = self.open_hf_dataset(**pin["hf"])
+        else:
+            return None
+        ctx["name"] = pin["dataset"]
+        return ctx
+
+    # ---- what a student's pages open on -------------------------------------------------------
+    def keep_working_state(self, who: str, values: dict) -> None:
+        """Keep what ``who``'s pages hold now, for their next tab or refresh: ``name``,
+        ``template``, ``template_input``, ``dataset``, ``model``, ``pin_seen`` and the data
+        contexts ``upload`` and ``hfdata`` (kept as references, not rows)."""
+        if "name" in values:
+            self.classroom.set_name(who, values["name"] or "")
+        state = {k: values[k] for k in ("template", "template_input", "dataset", "model",
+                                        "pin_seen") if values.get(k) is not None}
+        if values.get("upload"):
+            state["upload"] = uploads.meta(values["upload"])
+        hf = values.get("hfdata")
+        if hf:
+            state["hf"] = {"train_ref": hf["train_ref"], "eval_ref": hf["eval_ref"],
+                           "text_fields": hf["fields"], "label_field": hf["label_field"]}
+        self.classroom.save_state(who, state)
+
+    def working_state(self, who: str) -> dict:
+        """What ``who``'s pages open on in a new tab or after a refresh: the values
+        ``keep_working_state`` kept, with ``upload`` / ``hfdata`` as data contexts again, and
+        ``problems``: one line for each thing that could not be brought back."""
+        from .experiment import USER_ERRORS
+        kept = self.classroom.state(who)
+        out = {k: kept[k] for k in ("template", "template_input", "dataset", "pin_seen")
+               if k in kept}
+        out["name"] = self.classroom.name(who)
+        out["problems"] = []
+        if kept.get("model"):
+            try:
+                out["model"] = self.settings.check_model(kept["model"])
+            except ModelLoadError as e:
+                out["problems"].append(str(e))
+        try:
+            if kept.get("upload"):
+                out["upload"] = self.open_upload(who, kept["upload"])
+            if kept.get("hf"):
+                out["hfdata"] = self.open_hf_dataset(**kept["hf"])
+        except USER_ERRORS as e:
+            out["problems"].append(str(e))
+        return out

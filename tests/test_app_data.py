@@ -48,9 +48,9 @@ def test_hf_dataset_typed_in_the_sidebar(tiny_app, tmp_path, monkeypatch):
 
 def test_upload_use_this_file_no_widget_error(tiny_app):
     svc, page = tiny_app
-    from ui.common import accept_upload
-    up = accept_upload(b"text,y\n" + b"".join(f"row {i},{'ab'[i % 2]}\n".encode()
-                                              for i in range(20)), "mine.csv", ["text"], "y")
+    who = svc.classroom.sign_in(None)[0]
+    up = svc.save_upload(who, b"text,y\n" + b"".join(f"row {i},{'ab'[i % 2]}\n".encode()
+                                                    for i in range(20)), "mine.csv", ["text"], "y")
     at = page(_dataset_next=up["name"], upload=up)
     assert not at.exception
     assert at.session_state["dataset"] == "upload:mine.csv"

@@ -2,6 +2,7 @@
 `streamlit run`, type a template, train on the default model, see the loss chart; open a
 shared link and run a tiny few-shot sweep. Screenshots go to the test's temp dir (and to
 $PTUNING_SCREENSHOTS if set, which is how the README's pictures are made)."""
+import contextlib
 import os
 import shutil
 import socket
@@ -38,11 +39,12 @@ def _free_port():
     return p
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, default_backbone):
-    home = tmp_path_factory.mktemp("home")
+@contextlib.contextmanager
+def serve(home: Path, **env_extra):
+    """`streamlit run app.py` on a free loopback port with PTUNING_HOME=home (and env_extra);
+    yields its URL, stops it after."""
     port = _free_port()
-    env = dict(os.environ, PTUNING_HOME=str(home), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PTUNING_HOME=str(home), PYTHONUNBUFFERED="1", **env_extra)
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -58,12 +60,20 @@ def server(tmp_path_factory, default_backbone):
     else:
         proc.kill()
         pytest.fail("streamlit did not start:\n" + (home / "server.log").read_text())
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, default_backbone):
+    with serve(tmp_path_factory.mktemp("home")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

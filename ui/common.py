@@ -1,20 +1,15 @@
 """State, sidebar, data selection, live job view and charts shared by the pages."""
 from __future__ import annotations
 
-import hashlib
 import html
-import json
-import random
-import uuid
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core import data as D
-from ptuning_core import paths
 from ptuning_core.backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
+from ptuning_core.experiment import USER_ERRORS
 from ptuning_core.registry import get_backbone
 from ptuning_core.service import Service
 from ptuning_core.stats import fmt_acc, fmt_pct, interval, result_verdict
@@ -45,12 +40,12 @@ def backbone(name: str | None = None):
 
 
 def session_id() -> str:
-    if "sid" not in st.session_state:
-        sid = st.query_params.get("sid")
-        st.session_state.sid = sid if sid and len(sid) <= 40 and sid.isalnum() \
-            else uuid.uuid4().hex[:16]
-    service().queue.heartbeat(st.session_state.sid)
-    return st.session_state.sid
+    """This browser's identity (a signed cookie, ui/classroom.py): the owner of what it starts
+    and its session in the queue. Every tab and refresh of one browser has the same."""
+    from ui.classroom import identity
+    who = identity()
+    service().queue.heartbeat(who)
+    return who
 
 
 def restore_from_link() -> None:
@@ -123,12 +118,6 @@ def verbalizer_for(ctx: dict):
 
 
 # ---- data -----------------------------------------------------------------------------------
-def _uploads_dir() -> Path:
-    p = paths.home() / "uploads"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
 def dataset_context(kind: str | None = None) -> dict | None:
     """The chosen dataset: rows, fields, label field, classes, default template/verbalizer and
     data references the core can load (bundled NAME:SPLIT or files the server wrote)."""
@@ -140,6 +129,8 @@ def dataset_context(kind: str | None = None) -> dict | None:
         return up
     if name.startswith("hf:"):
         return st.session_state.get("hfdata")
+    if name.startswith("class:"):  # an uploaded or Hugging Face dataset the teacher pinned
+        return st.session_state.get("class_data")
     try:
         info = D.dataset_info(name)
     except D.DataError as e:
@@ -157,38 +148,6 @@ def dataset_context(kind: str | None = None) -> dict | None:
 @st.cache_data(show_spinner=False)
 def _bundled_rows(name: str, split: str) -> list:
     return D.load_ref(f"{name}:{split}").rows
-
-
-def accept_upload(raw: bytes, filename: str, text_fields: list, label_field: str) -> dict:
-    """Validate an uploaded file, split it 80/20 (seeded) and write both parts server-side."""
-    ds = D.parse_bytes(raw, filename)
-    ds = D.validate(ds, text_fields, label_field)
-    classes = sorted({r[label_field] for r in ds.rows})
-    if len(classes) < 2:
-        raise D.DataError(f"{filename} has only one class ({classes[0]}); training needs two")
-    if len(classes) > 50:
-        raise D.DataError(f"{filename} has {len(classes)} different labels; at most 50 classes")
-    rows = ds.rows[:]
-    random.Random(0).shuffle(rows)
-    cut = max(1, int(len(rows) * 0.8))
-    train, test = rows[:cut], rows[cut:] or rows[:1]
-    digest = hashlib.sha256(raw).hexdigest()[:16]
-    out = _uploads_dir()
-    for part, name in ((train, "train"), (test, "test")):
-        with open(out / f"{digest}-{name}.jsonl", "w", encoding="utf-8") as f:
-            for r in part:
-                f.write(json.dumps({k: r[k] for k in text_fields + [label_field]}) + "\n")
-    first = text_fields[0]
-    tpl = " ".join("{" + f + "}" for f in text_fields) + " It was [MASK]"
-    return {"name": "upload:" + filename, "train_ref": str(out / f"{digest}-train.jsonl"),
-            "eval_ref": str(out / f"{digest}-test.jsonl"), "dev_ref": None, "rows": train,
-            "fields": text_fields, "label_field": label_field, "classes": classes,
-            "verbalizer": {c: [c] for c in classes},
-            "templates": {"causal": tpl, "masked": tpl + " ."},
-            "ptuning_templates": {"causal": tpl.replace(" It", " [P*4] It"),
-                                  "masked": tpl.replace(" It", " [P*4] It") + " ."},
-            "description": f"your file {filename} ({len(ds.rows)} rows, {first!r} ...)",
-            "vocab": False, "warnings": ds.warnings}
 
 
 # ---- sidebar --------------------------------------------------------------------------------
@@ -220,7 +179,8 @@ def sidebar() -> None:
         st.markdown("### Dataset")
         names = D.list_datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
-        opts = names + ([up["name"]] if up else []) + ([hf["name"]] if hf else [])
+        cd = st.session_state.get("class_data")
+        opts = names + [d["name"] for d in (up, hf, cd) if d]
         if "_dataset_next" in st.session_state:  # chosen by a button below on the last run
             st.session_state["dataset"] = st.session_state.pop("_dataset_next")
         cur_ds = st.session_state.get("dataset", "sentiment")
@@ -240,7 +200,8 @@ def sidebar() -> None:
                     tf = st.multiselect("Text column(s)", cols, default=cols[:1], key="up_text")
                     lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
                     if st.button("Use this file") and tf:
-                        st.session_state["upload"] = accept_upload(f.getvalue(), f.name, tf, lf)
+                        st.session_state["upload"] = svc.save_upload(
+                            session_id(), f.getvalue(), f.name, tf, lf)
                         st.session_state["_dataset_next"] = st.session_state["upload"]["name"]
                         st.rerun()
                 except D.DataError as e:
@@ -261,7 +222,8 @@ def sidebar() -> None:
                     st.rerun()
                 except D.DataError as e:
                     st.error(str(e))
-        st.text_input("Your name (for the class board)", key="author", max_chars=40)
+        st.text_input("Your name (shown on the queue and the class board)", key="author",
+                      max_chars=40)
 
 
 # ---- template display -----------------------------------------------------------------------
@@ -324,7 +286,7 @@ def job_panel(job_id: str) -> None:
     @st.fragment(run_every=1.0)
     def _panel():
         heartbeat()
-        svc = service()
+        svc, who = service(), st.session_state.get("sid", "")
         job = svc.queue.get(job_id)
         if job is None:
             st.info("This run is no longer in the queue; find it on the Runs page.")
@@ -345,11 +307,18 @@ def job_panel(job_id: str) -> None:
         if losses:
             st.plotly_chart(loss_figure({"loss": losses}, {"run": dev}), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
-        if not job.done and not stopping:
+        mine = svc.can_manage(who, job.session)
+        if not job.done and not stopping and mine:
             if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
-                svc.queue.stop(job_id)
-                st.toast("Stopping… what was learned so far is kept.")
-                stopping = True
+                try:
+                    svc.stop_job(job_id, who)
+                    st.toast("Stopping… what was learned so far is kept.")
+                    stopping = True
+                except USER_ERRORS as e:
+                    st.error(str(e))
+        elif not mine:
+            owner = svc.classroom.labels([job.session])[job.session]
+            c1.caption(f"{owner}'s run: you can watch, not stop it")
         status = "stopping…" if stopping else snap["status"]
         c2.markdown(f"**Status:** {status}" + (f" — {snap['error']}" if snap["error"] else ""))
         if job.done and job.run_id:
@@ -433,19 +402,32 @@ def heartbeat() -> None:
 
 
 def queue_panel() -> None:
-    """The queue as everyone sees it, refreshed every two seconds."""
+    """The queue as the whole class sees it (position, owner, state), refreshed every two
+    seconds; Stop buttons for what the viewer may stop (their own runs; the teacher: any)."""
     @st.fragment(run_every=2.0)
     def _queue():
         heartbeat()
-        svc, sid = service(), st.session_state.get("sid")
-        live = [j for j in svc.queue.jobs() if not j.done]
-        if not live:
-            st.caption("The queue is empty.")
-            return
-        rows = [{"run": j.label, "who": "you" if j.session == sid else "another user",
-                 "state": j.status, "position": svc.queue.position(j.id) or None,
-                 "step": j.snapshot()["progress"].get("step")} for j in live]
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        svc, who = service(), st.session_state.get("sid", "")
+        table = st.container()  # drawn after the buttons below have acted
+        rows = svc.queue_rows(who)
+        for r in rows:
+            if r["can_stop"] and r["state"] != "stopping" and \
+                    st.button(f"Stop {r['run']} ({r['owner']})", key=f"qstop-{r['job']}"):
+                try:
+                    svc.stop_job(r["job"], who)
+                    st.toast(f"Stopping {r['run']}… what it learned so far is kept.")
+                    rows = svc.queue_rows(who)
+                except USER_ERRORS as e:
+                    st.error(str(e))
+        with table:
+            if not rows:
+                st.caption("The queue is empty.")
+            else:
+                st.table(pd.DataFrame([{  # a plain table: readable on a projector
+                    "position": str(r["position"] or "–"), "run": r["run"], "kind": r["kind"],
+                    "owner": r["owner"] + (" (you)" if r["yours"] else ""), "state": r["state"],
+                    "step": "" if r["step"] is None else str(r["step"])} for r in rows]
+                ).set_index("position"))
     _queue()
 
 

@@ -93,9 +93,9 @@ def test_bad_files_through_the_shared_loader(tmp_path, name):
         prepare(spec)
     # the app's upload path refuses it too (there the classes come from the file itself)
     if name != "bad_label.csv":
-        from ui.common import accept_upload
+        from ptuning_core import uploads
         with pytest.raises(D.DataError):
-            accept_upload(raw, name, ["sentence"], "label")
+            uploads.save("0123456789abcdef", raw, name, ["sentence"], "label")
 
 
 def test_gigantic_file_refused(tmp_path, monkeypatch):
