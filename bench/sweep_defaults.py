@@ -69,8 +69,12 @@ def main() -> int:
     ap.add_argument("--stage2", default="",
                     help="per dataset, which stage-2 changes to run (default: all): "
                          "'sentiment=lr,batch,aux;topics=aux'")
+    ap.add_argument("--positions", default="",
+                    help="per dataset, which positions to try (default: all): 'pairs=between,before'")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sweep_defaults.json"))
     a = ap.parse_args()
+    positions = {d: [c for c in cs.split(",") if c] for d, _, cs in
+                 (x.partition("=") for x in a.positions.split(";") if x)}
     seeds = [int(s) for s in a.seeds.split(",")]
     stage2 = {d: [c for c in cs.split(",") if c] for d, _, cs in
               (x.partition("=") for x in a.stage2.split(";") if x)}
@@ -114,7 +118,7 @@ def main() -> int:
                   f"{cell['accuracies']}  ({time.time() - t0:.0f}s)", flush=True)
             return cell
 
-        for pos in POSITIONS[name]:
+        for pos in positions.get(name, list(POSITIONS[name])):
             measure(pos, dict(BASE))
         best_pos = max(cells, key=lambda c: (c["mean"], -c["std"]))["position"]
         for change in stage2.get(name, list(STAGE2)):

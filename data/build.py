@@ -26,8 +26,10 @@ from ptuning_core.leakage import imbalance, near_duplicates, ngram_overlap  # no
 MAX_OVERLAP = 0.10
 MAX_IMBALANCE = 0.55
 
-# The default P-tuning templates were chosen by bench/sweep_defaults.py (see
-# bench/results/sweep_defaults.json): pseudo tokens before the input, anchor words kept.
+# The default P-tuning templates (causal) were chosen by bench/sweep_defaults.py on the dev
+# splits (bench/results/sweep_defaults.json): where the pseudo tokens go is the choice that
+# mattered most, and the best place differs by set: before the review for sentiment, after the
+# headline for topics (before it, two of three seeds failed to learn). Anchor words are kept.
 CLASSIFICATION = {
     "sentiment": {
         "fields": ["sentence"], "classes": ["negative", "positive"],
@@ -45,7 +47,7 @@ CLASSIFICATION = {
                        "scitech": ["Science"]},
         "templates": {"causal": "{sentence} This news story is about [MASK]",
                       "masked": "[MASK] news : {sentence}"},
-        "ptuning_templates": {"causal": "[P*4] {sentence} This news story is about [MASK]",
+        "ptuning_templates": {"causal": "{sentence} [P*4] This news story is about [MASK]",
                               "masked": "[P*2] [MASK] [P*2] news : {sentence}"},
         "description": "News headlines and leads in four sections: world, sports, business, "
                        "science and technology. Tags mark stories that overlap two sections "

@@ -377,7 +377,7 @@ def main(argv=None) -> int:
     pr.set_defaults(fn=cmd_predict)
     f = sub.add_parser("fewshot", help="few-shot sweep: methods x k x seeds")
     f.add_argument("--dataset", required=True, help="bundled classification dataset name")
-    f.add_argument("--template", help="default: the dataset's template with [P*4] before it")
+    f.add_argument("--template", help="default: the dataset's P-tuning template (manifest)")
     f.add_argument("--model", default="default")
     f.add_argument("--k", default="4,8,16")
     f.add_argument("--seeds", default="13,21,42")

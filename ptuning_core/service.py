@@ -218,7 +218,9 @@ class Service:
             raise D.DataError(f"{train_ref} has {len(classes)} different labels (at most 50 "
                               f"classes; is '{label_field}' the label column?)")
         tpl = " ".join("{" + f + "}" for f in text_fields) + " It was [MASK]"
-        ptpl = "[P*4] " + tpl
+        # pseudo tokens after the input: on the sweep's sets the position that was good on
+        # every set and stable over seeds (bench/results/sweep_defaults.json)
+        ptpl = tpl.replace(" It was", " [P*4] It was")
         return {"name": f"hf:{train_ref[3:].rsplit(':', 1)[0]}", "train_ref": train_ref,
                 "eval_ref": eval_ref, "dev_ref": None, "rows": train.rows[:2000],
                 "fields": text_fields, "label_field": label_field, "classes": classes,

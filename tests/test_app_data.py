@@ -42,7 +42,7 @@ def test_hf_dataset_typed_in_the_sidebar(tiny_app, tmp_path, monkeypatch):
     # reruns under st.navigation, so the button itself is driven in the browser test)
     at = page(hfdata=ctx, _dataset_next=ctx["name"])
     assert at.session_state["dataset"] == "hf:shopreviews"
-    assert at.text_input(key="template_input").value == "[P*4] {review} It was [MASK]"
+    assert at.text_input(key="template_input").value == "{review} [P*4] It was [MASK]"
     assert any("good" in df.value.columns for df in at.dataframe)  # zero-shot preview
 
 
