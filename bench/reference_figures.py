@@ -5,6 +5,7 @@ class, mean ± std over the 5 default seeds (dev = a disjoint 16 per class, best
 kept). Facts: manual-template P@1 and P-tuned P@1 (trained on the train split).
 
     python bench/reference_figures.py [--seeds 13,21,42,87,100] [--only sentiment,...]
+    python bench/reference_figures.py --tables   # the README tables from the stored results
 
 Training settings are the CLI's defaults (``TrainConfig``, chosen by bench/sweep_defaults.py).
 """
@@ -95,23 +96,50 @@ def main():
         print(name, json.dumps(out["datasets"][name])[:300], file=sys.stderr, flush=True)
     out["seconds"] = out.get("seconds", 0) + round(time.time() - t0)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
-    print("| dataset | metric (n) | discrete template [95% CI] | P-tuning | paired test |")
-    print("|---|---|---|---|---|")
-    for name, d in out["datasets"].items():
-        dci = f"{d['discrete']:.3f} [{d['discrete_ci95'][0]:.3f}, {d['discrete_ci95'][1]:.3f}]"
-        if d["metric"] == "P@1":
-            p = d["paired"]
-            print(f"| {name} | P@1 ({d['n']}; {d['skipped']} multi-token skipped) | {dci} | "
-                  f"{d['ptuning']:.3f} [{d['ptuning_ci95'][0]:.3f}, {d['ptuning_ci95'][1]:.3f}] "
-                  f"| p = {p['mcnemar_p']:.2g} |")
-        else:
-            per_seed = ", ".join(f"{r['accuracy']:.3f}" for r in d["runs"])
-            print(f"| {name} | accuracy ({d['n']}) | {dci} | {d['ptuning_mean']:.3f} ± "
-                  f"{d['ptuning_std']:.3f} (seeds: {per_seed}) | better at p < 0.05 in "
-                  f"{d['significant_runs']}/{len(d['runs'])} seeds |")
+    print_tables(out)
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("runs", "by_tag")}
                       for k, v in out["datasets"].items()}))
 
 
+def majority_p1(name: str) -> float:
+    """Precision@1 of always answering the most frequent training object (a facts baseline)."""
+    import collections
+    train = D.load_ref(f"{name}:train").rows
+    test = D.load_ref(f"{name}:test").rows
+    top = collections.Counter(r["object"] for r in train).most_common(1)[0][0]
+    return sum(r["object"] == top for r in test) / len(test)
+
+
+def fmt_p(p: float) -> str:
+    return "< 1e-6" if p < 1e-6 else f"{p:.2g}"
+
+
+def print_tables(out: dict) -> None:
+    """The README's two tables (classification, facts) from a results dict."""
+    def ci(x):
+        return f"[{x[0]:.3f}, {x[1]:.3f}]"
+    sets = {k: v for k, v in out["datasets"].items() if v["metric"] != "P@1"}
+    facts = {k: v for k, v in out["datasets"].items() if v["metric"] == "P@1"}
+    print("| dataset | test n | discrete template [95% CI] | P-tuning, k=16: mean ± sd over "
+          "seeds (each seed) | P-tuning better, McNemar p < 0.05 |")
+    print("|---|---|---|---|---|")
+    for name, d in sets.items():
+        per_seed = ", ".join(f"{r['accuracy']:.3f}" for r in d["runs"])
+        print(f"| {name} | {d['n']} | {d['discrete']:.3f} {ci(d['discrete_ci95'])} | "
+              f"**{d['ptuning_mean']:.3f} ± {d['ptuning_std']:.3f}** ({per_seed}) | "
+              f"{d['significant_runs']} of {len(d['runs'])} seeds |")
+    print()
+    print("| relation | test facts | manual template P@1 [95% CI] | P-tuned P@1 [95% CI] | "
+          "McNemar p | majority |")
+    print("|---|---|---|---|---|---|")
+    for name, d in facts.items():
+        print(f"| {name} | {d['n']} | {d['discrete']:.3f} {ci(d['discrete_ci95'])} | "
+              f"**{d['ptuning']:.3f}** {ci(d['ptuning_ci95'])} | "
+              f"{fmt_p(d['paired']['mcnemar_p'])} | {majority_p1(name):.3f} |")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--tables"]:  # print the README tables from the stored results
+        print_tables(json.loads((ROOT / "bench" / "results" / "reference.json").read_text()))
+        sys.exit(0)
     main()

@@ -58,7 +58,8 @@ CLASSIFICATION = {
         "verbalizer": {"yes": ["Yes"], "no": ["No"]},
         "templates": {"causal": "{premise} Question: {hypothesis} [A:True or false?] Answer: [MASK]",
                       "masked": "{premise} [A:?] [MASK] , {hypothesis}"},
-        "ptuning_templates": {"causal": "{premise} [P*2] {hypothesis} [A:?] [P*2] Answer: [MASK]",
+        "ptuning_templates": {"causal": "[P*4] {premise} Question: {hypothesis} [A:?] Answer: "
+                                        "[MASK]",
                               "masked": "{premise} [A:?] [MASK] [P*3] , {hypothesis}"},
         "description": "Does the second sentence follow from the first? (yes / no). Tags mark "
                        "negation, word overlap, quantities and small inferences.",
