@@ -114,6 +114,10 @@ def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
     a.goto(f"{server}/train", wait_until="networkidle")
     a.reload(wait_until="networkidle")
     a.get_by_text("Current run").wait_for(timeout=60_000)
+    for _ in range(30):  # the sidebar is drawn again as the page settles
+        if a.get_by_label(NAME_BOX).input_value() == "Ada":
+            break
+        a.wait_for_timeout(1000)
     assert a.get_by_label(NAME_BOX).input_value() == "Ada"
     a.get_by_text(A_TPL).first.wait_for(timeout=30_000)  # "Template: ..." on the Train page
     a.get_by_text("data: upload:reviews.csv").wait_for(timeout=30_000)

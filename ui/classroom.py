@@ -93,7 +93,7 @@ def open_pin(pin: dict) -> None:
 def _snapshot() -> dict:
     ss = st.session_state
     out = {k: ss.get(k) for k in KEPT}
-    out["name"] = ss.get("author") or ""
+    out["name"] = ss.get("author", ss.get("_author")) or ""
     out["pin_seen"] = ss.get("_pin_seen")
     for k in ("upload", "hfdata"):  # compared by name and file, not by rows
         if out[k]:

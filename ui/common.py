@@ -154,6 +154,13 @@ def _bundled_rows(name: str, split: str) -> list:
 def sidebar() -> None:
     svc = service()
     with st.sidebar:
+        # First, before anything that may st.rerun(): a widget not drawn in a finished run
+        # loses its state, so the name is also kept under a key no widget owns.
+        if "author" not in st.session_state:
+            st.session_state["author"] = st.session_state.get("_author", "")
+        st.text_input("Your name (shown on the queue and the class board)", key="author",
+                      max_chars=40)
+        st.session_state["_author"] = st.session_state["author"]
         st.markdown("### Model")
         choices = svc.settings.model_choices()
         cur = st.session_state.get("model", DEFAULT_MODEL)
@@ -222,8 +229,6 @@ def sidebar() -> None:
                     st.rerun()
                 except D.DataError as e:
                     st.error(str(e))
-        st.text_input("Your name (shown on the queue and the class board)", key="author",
-                      max_chars=40)
 
 
 # ---- template display -----------------------------------------------------------------------
