@@ -125,8 +125,9 @@ def print_tables(out: dict) -> None:
     print("|---|---|---|---|---|")
     for name, d in sets.items():
         per_seed = ", ".join(f"{r['accuracy']:.3f}" for r in d["runs"])
+        b = "**" if 2 * d["significant_runs"] > len(d["runs"]) else ""  # bold: a real gain
         print(f"| {name} | {d['n']} | {d['discrete']:.3f} {ci(d['discrete_ci95'])} | "
-              f"**{d['ptuning_mean']:.3f} ± {d['ptuning_std']:.3f}** ({per_seed}) | "
+              f"{b}{d['ptuning_mean']:.3f} ± {d['ptuning_std']:.3f}{b} ({per_seed}) | "
               f"{d['significant_runs']} of {len(d['runs'])} seeds |")
     print()
     print("| relation | test facts | manual template P@1 [95% CI] | P-tuned P@1 [95% CI] | "
