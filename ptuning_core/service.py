@@ -21,7 +21,7 @@ from . import uploads
 from .access import PermissionDenied, may_manage, require_manage
 from .backbone import DEFAULT_MODEL, ModelLoadError
 from .classroom import Classroom
-from .experiment import RunSpec, prepare, run_recorded
+from .experiment import Prepared, RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
 from .learned import Evaluation, LearnedPrompt, Prediction
 from .store import ACTIVE, RunStore, StoreError
@@ -132,9 +132,10 @@ class Service:
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
 
-    def submit_run(self, who: str, spec: RunSpec) -> Job:
-        """Validate (user errors raise here, in the page), then queue a run owned by ``who``
-        (the identity; also its session in the queue's fairness). Returns the job."""
+    def check_spec(self, who: str, spec: RunSpec) -> Prepared:
+        """The one validation path of a run's settings on this server (model allowed, step
+        limit, data this caller may read, then everything ``prepare`` checks). User errors
+        raise here, before anything is queued."""
         spec.model = self.settings.check_model(spec.model)
         if spec.train_cfg.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
@@ -142,7 +143,12 @@ class Service:
         for ref in (spec.train, spec.eval, spec.dev):
             if ref is not None:
                 self.check_data_ref(ref, who)
-        prep = prepare(spec)
+        return prepare(spec)
+
+    def submit_run(self, who: str, spec: RunSpec) -> Job:
+        """Validate (user errors raise here, in the page), then queue a run owned by ``who``
+        (the identity; also its session in the queue's fairness). Returns the job."""
+        prep = self.check_spec(who, spec)
         from .backbone import resolve_device
         from .experiment import check_against_model
         from .registry import get_backbone
@@ -370,15 +376,8 @@ class Service:
         """Check a comparison (user errors raise here), then queue it; its runs and its
         comparison entry belong to ``who``."""
         from .compare import run_comparison, variant_specs
-        spec.model = self.settings.check_model(spec.model)
-        if spec.train_cfg.steps > self.settings.max_steps:
-            raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
-                              f"run")
-        for ref in (spec.train, spec.eval, spec.dev):
-            if ref is not None:
-                self.check_data_ref(ref, who)
+        self.check_spec(who, spec)
         variant_specs(spec, variants)  # unknown variants raise here
-        prepare(spec)
         store = self.store
         return self.submit_task(who, "comparison", lambda j: run_comparison(
             spec, variants, store, who, j.event, j.stop), device, "compare")
