@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -24,6 +23,7 @@ from .classroom import Classroom
 from .experiment import Prepared, RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
 from .learned import Evaluation, LearnedPrompt, Prediction
+from .lru import LRU
 from .store import ACTIVE, RunStore, StoreError
 from .train import ConfigError
 
@@ -125,9 +125,9 @@ class Service:
                               self.settings.idle_timeout)
         self._by_run: dict = {}
         self._lock = threading.Lock()
-        self._previews: "OrderedDict[str, list]" = OrderedDict()
-        self._prompts: "OrderedDict[str, list]" = OrderedDict()  # run id -> [prompt, model]
-        self._predictions: "OrderedDict[str, Prediction]" = OrderedDict()
+        self._previews = LRU(lambda: self.PREVIEW_CACHE)
+        self._prompts = LRU(lambda: self.PROMPT_CACHE)  # run id -> [prompt, model]
+        self._predictions = LRU(lambda: self.PREDICTION_CACHE)
 
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
@@ -244,10 +244,9 @@ class Service:
         remembered per template so a rerun of the page costs nothing. Bounded (LRU)."""
         key = json.dumps([model, template, verbalizer, fields, label_field, rows],
                          sort_keys=True)
-        with self._lock:
-            if key in self._previews:
-                self._previews.move_to_end(key)
-                return self._previews[key]
+        hit = self._previews.get(key)
+        if hit is not None:
+            return hit
         from .evaluate import evaluate
         from .model import PromptModel
         from .registry import get_backbone
@@ -257,10 +256,7 @@ class Service:
         verb = Verbalizer.parse(verbalizer) if verbalizer is not None else None
         preds = evaluate(PromptModel(bb, template, verb, "none", 0, fields), rows,
                          label_field)["predictions"]
-        with self._lock:
-            self._previews[key] = preds
-            while len(self._previews) > self.PREVIEW_CACHE:
-                self._previews.popitem(last=False)
+        self._previews.put(key, preds)
         return preds
 
     # ---- using a learned prompt (no encoder) -------------------------------------------------
@@ -275,27 +271,16 @@ class Service:
         if self.store.get(run_id, details=False) is None:
             self._forget_prompt(run_id)
             raise PromptFileError(f"no run {run_id}")
-        with self._lock:
-            hit = self._prompts.get(run_id)
-            if hit is not None:
-                self._prompts.move_to_end(run_id)
-                return hit[0]
+        hit = self._prompts.get(run_id)
+        if hit is not None:
+            return hit[0]
         lp = from_run(run_id, self.store)
-        self._remember_prompt(run_id, [lp, None])
+        self._prompts.put(run_id, [lp, None])
         return lp
 
-    def _remember_prompt(self, run_id: str, entry: list) -> None:
-        with self._lock:
-            self._prompts[run_id] = entry
-            self._prompts.move_to_end(run_id)
-            while len(self._prompts) > self.PROMPT_CACHE:
-                self._prompts.popitem(last=False)
-
     def _forget_prompt(self, run_id: str) -> None:
-        with self._lock:
-            self._prompts.pop(run_id, None)
-            for k in [k for k in self._predictions if json.loads(k)[0] == run_id]:
-                del self._predictions[k]
+        self._prompts.drop(lambda k: k == run_id)
+        self._predictions.drop(lambda k: json.loads(k)[0] == run_id)
 
     def _fixed_prompt_model(self, run_id: str):
         """(learned prompt, PromptModel with the stored embeddings as its fixed prompt), on the
@@ -304,12 +289,11 @@ class Service:
         from .registry import get_backbone
         lp = self.learned_prompt(run_id)
         bb = get_backbone(self.settings.check_model(model_name(lp)), "auto")
-        with self._lock:
-            hit = self._prompts.get(run_id)
-            pm = hit[1] if hit is not None else None
+        hit = self._prompts.get(run_id)
+        pm = hit[1] if hit is not None else None
         if pm is None or pm.backbone is not bb:  # first use, or the model was reloaded
             pm = prompt_model(lp, bb)
-            self._remember_prompt(run_id, [lp, pm])
+            self._prompts.put(run_id, [lp, pm])
         return lp, pm
 
     def predict(self, run_id: str, fields: dict) -> Prediction:
@@ -320,16 +304,12 @@ class Service:
         lp = self.learned_prompt(run_id)
         ex = example_from(lp, fields)
         key = json.dumps([run_id, ex], sort_keys=True)
-        with self._lock:
-            if key in self._predictions:
-                self._predictions.move_to_end(key)
-                return self._predictions[key]
+        hit = self._predictions.get(key)
+        if hit is not None:
+            return hit
         lp, pm = self._fixed_prompt_model(run_id)
         pred = predict(lp, pm, ex)
-        with self._lock:
-            self._predictions[key] = pred
-            while len(self._predictions) > self.PREDICTION_CACHE:
-                self._predictions.popitem(last=False)
+        self._predictions.put(key, pred)
         return pred
 
     def submit_evaluation(self, session: str, run_id: str, ref: str,
