@@ -75,11 +75,18 @@ def changed_predictions(disc: dict, cont: dict) -> list:
     return out
 
 
+def scored(res: dict) -> tuple:
+    """(accuracy block, per-example predictions) of a variant's prompt: the learned one, or the
+    discrete one when the variant has no pseudo token."""
+    key = "continuous" if res.get("continuous") else "discrete"
+    return res[key], res["details"][key]["predictions"]
+
+
 def comparison_rows(variants: list) -> list:
     """The Compare table: the discrete prompt, then each variant, each accuracy with its 95%
     interval and an exact McNemar test against the discrete prompt on the same examples.
     ``variants``: [(name, stored run result with details)]."""
-    from .stats import fmt_acc, interval, pair_predictions, verdict
+    from .stats import fmt_acc, interval, pair_predictions, round_p, verdict
     first = variants[0][1]
     d = first["discrete"]
     d_preds = first["details"]["discrete"]["predictions"]
@@ -87,13 +94,12 @@ def comparison_rows(variants: list) -> list:
              "95% CI": fmt_acc(d["accuracy"], interval(d)), "n": d["n"], "Δ vs discrete": 0.0,
              "p (McNemar)": None, "verdict": ""}]
     for name, res in variants:
-        c = res.get("continuous") or res["discrete"]
-        preds = (res["details"].get("continuous") or res["details"]["discrete"])["predictions"]
+        c, preds = scored(res)
         p = pair_predictions(d_preds, preds)
         rows.append({"prompt": name, "template": c["template"], "accuracy": c["accuracy"],
                      "95% CI": fmt_acc(c["accuracy"], interval(c)), "n": c["n"],
                      "Δ vs discrete": c["accuracy"] - d["accuracy"],
-                     "p (McNemar)": None if p is None else float(f"{p.mcnemar_p:.3g}"),
+                     "p (McNemar)": None if p is None else round_p(p.mcnemar_p),
                      "verdict": "" if p is None else verdict("discrete", d["accuracy"], name,
                                                              c["accuracy"], p)})
     return rows
@@ -101,19 +107,16 @@ def comparison_rows(variants: list) -> list:
 
 def pairwise_tests(variants: list) -> list:
     """Exact McNemar between every two variants (same examples), with the verdict in words."""
-    from .stats import pair_predictions, verdict
+    from .stats import pair_predictions, round_p, verdict
     out = []
     for i, (na, ra) in enumerate(variants):
         for nb, rb in variants[i + 1:]:
-            ca = ra.get("continuous") or ra["discrete"]
-            cb = rb.get("continuous") or rb["discrete"]
-            pa = (ra["details"].get("continuous") or ra["details"]["discrete"])["predictions"]
-            pb = (rb["details"].get("continuous") or rb["details"]["discrete"])["predictions"]
+            (ca, pa), (cb, pb) = scored(ra), scored(rb)
             p = pair_predictions(pa, pb)
             if p is None:
                 continue
             out.append({"A": na, "B": nb, "A right, B wrong": p.only_a_right,
                         "B right, A wrong": p.only_b_right,
-                        "p (McNemar)": float(f"{p.mcnemar_p:.3g}"),
+                        "p (McNemar)": round_p(p.mcnemar_p),
                         "verdict": verdict(na, ca["accuracy"], nb, cb["accuracy"], p)})
     return out

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -120,3 +120,9 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
     acc = correct / n if n else 0.0
     return {"accuracy": acc, "ci95": ci95(acc, n), "macro_f1": None, "n": n, "skipped": skipped,
             "classes": None, "confusion": None, "predictions": preds}
+
+
+def phase_progress(emit: Callable[[dict], None], phase: str) -> Callable[[int, int], None]:
+    """A progress callback that reports ``done``/``total`` of a phase as an event."""
+    return lambda done, total: emit({"type": "phase", "phase": phase, "done": done,
+                                     "total": total})

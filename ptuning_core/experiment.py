@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from . import data as D
 from .access import PermissionDenied
-from .evaluate import Score, evaluate
+from .evaluate import Score, evaluate, phase_progress
 from .model import PromptModel
 from .projections import discretize, drift, nearest_tokens
 from .registry import get_backbone
@@ -147,12 +147,6 @@ def check_against_model(spec: RunSpec, prep: Prepared, bb) -> list:
                 warnings.append("some examples are longer than the model's context and are cut")
         warnings += [w for w in lay.warnings if w not in warnings]
     return warnings
-
-
-def phase_progress(emit: Callable[[dict], None], phase: str) -> Callable[[int, int], None]:
-    """A progress callback that reports ``done``/``total`` of a phase as an event."""
-    return lambda done, total: emit({"type": "phase", "phase": phase, "done": done,
-                                     "total": total})
 
 
 def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = None,

@@ -14,8 +14,8 @@ import torch
 from safetensors import SafetensorError
 
 from . import data as D
-from .evaluate import Score, evaluate, predict_scores
-from .experiment import RunSpec, phase_progress, resolve_fields, tag_breakdown
+from .evaluate import Score, evaluate, phase_progress, predict_scores
+from .experiment import RunSpec, resolve_fields, tag_breakdown
 from .model import PromptModel
 from .portable import PromptFileError, check_fits, read_prompt_file
 from .stats import Paired, pair_predictions, paired_dict

@@ -113,10 +113,15 @@ def verdict(name_a: str, acc_a: float, name_b: str, acc_b: float, paired: Paired
             f"p = {paired.mcnemar_p:.2g} < 0.05; {where}).")
 
 
+def round_p(p: float) -> float:
+    """A p-value kept to three significant digits (a tiny p stays tiny, never 0)."""
+    return float(f"{p:.3g}")
+
+
 def paired_dict(p: Optional[Paired], a: str = "discrete", b: str = "continuous") -> Optional[dict]:
     if p is None:
         return None
-    return {"mcnemar_p": float(f"{p.mcnemar_p:.3g}"), f"only_{a}_right": p.only_a_right,
+    return {"mcnemar_p": round_p(p.mcnemar_p), f"only_{a}_right": p.only_a_right,
             f"only_{b}_right": p.only_b_right, "n": p.n, "significant": p.significant}
 
 

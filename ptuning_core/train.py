@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from .evaluate import _autocast, evaluate
+from .evaluate import _autocast, evaluate, phase_progress
 from .model import PromptModel
 
 LIMITS = {"steps": (1, 100000), "lr": (1e-6, 1.0), "batch_size": (1, 512),
@@ -150,8 +150,8 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
             snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))
         if dev and cfg.eval_every and step % cfg.eval_every == 0:
             pm.encoder.eval()
-            m = evaluate(pm, dev, label_field, amp=cfg.amp, progress=lambda d, t: emit(
-                {"type": "phase", "phase": "dev evaluation", "done": d, "total": t}))["accuracy"]
+            m = evaluate(pm, dev, label_field, amp=cfg.amp,
+                         progress=phase_progress(emit, "dev evaluation"))["accuracy"]
             emit({"type": "phase", "phase": "train"})
             pm.encoder.train()
             devs.append((step, m))
