@@ -16,9 +16,13 @@ if bb is None or ctx is None:
     st.stop()
 
 # the template follows the dataset unless the user has edited it
-if st.session_state.get("_tpl_for") != (ctx["name"], bb.kind):
+# (only when the dataset or model changes in this session: a template brought back from a link,
+# a pin or the server on a new tab or refresh is kept, however the first runs of the page go)
+prev_for = st.session_state.get("_tpl_for")
+if prev_for != (ctx["name"], bb.kind):
     st.session_state["_tpl_for"] = (ctx["name"], bb.kind)
-    if not st.session_state.get("_tpl_from_link"):
+    if (prev_for is not None or not st.session_state.get("template_input")) and \
+            not st.session_state.get("_tpl_from_link"):
         st.session_state["template_input"] = ctx["ptuning_templates"][bb.kind]
         st.session_state["verbalizer_df"] = None
     st.session_state["_tpl_from_link"] = False

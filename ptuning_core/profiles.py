@@ -88,16 +88,30 @@ class ProfileStore:
             c.execute("UPDATE profiles SET name=? WHERE id=?", (name, ident))
         return name
 
-    def save_state(self, ident: str, state: dict) -> bool:
-        """Keep the known keys of ``state``; False (nothing written) if it is too large."""
-        kept = {k: state[k] for k in STATE_KEYS if k in state}
-        text = json.dumps(kept, sort_keys=True)
-        if len(text) > MAX_STATE_BYTES:
-            log.warning("the working state of %s is %d bytes (limit %d); not saved", ident,
-                        len(text), MAX_STATE_BYTES)
-            return False
+    def save_state(self, ident: str, changes: dict) -> bool:
+        """Merge ``changes`` into the kept state, key by key (a key whose value is None is
+        removed; keys not named stay as they are), so two tabs of one student that change
+        different things never undo each other's change. False (nothing written) if the
+        result is too large."""
+        changes = {k: v for k, v in changes.items() if k in STATE_KEYS}
         with self._db() as c:
+            c.execute("BEGIN IMMEDIATE")  # read and write as one step
             self._ensure(c, ident)
+            r = c.execute("SELECT state FROM profiles WHERE id=?", (ident,)).fetchone()
+            try:
+                kept = json.loads(r["state"]) if r and r["state"] else {}
+            except ValueError:
+                kept = {}
+            for k, v in changes.items():
+                if v is None:
+                    kept.pop(k, None)
+                else:
+                    kept[k] = v
+            text = json.dumps(kept, sort_keys=True)
+            if len(text) > MAX_STATE_BYTES:
+                log.warning("the working state of %s is %d bytes (limit %d); not saved", ident,
+                            len(text), MAX_STATE_BYTES)
+                return False
             c.execute("UPDATE profiles SET state=? WHERE id=?", (text, ident))
         return True
 

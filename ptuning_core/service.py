@@ -547,20 +547,24 @@ class Service:
 
     # ---- what a student's pages open on -------------------------------------------------------
     def keep_working_state(self, who: str, values: dict) -> None:
-        """Keep what ``who``'s pages hold now, for their next tab or refresh: ``name``,
+        """Keep what changed on ``who``'s pages, for their next tab or refresh: any of ``name``,
         ``template``, ``template_input``, ``dataset``, ``model``, ``pin_seen`` and the data
-        contexts ``upload`` and ``hfdata`` (kept as references, not rows)."""
+        contexts ``upload`` and ``hfdata`` (kept as references, not rows). Only the keys given
+        change (None removes one), so a tab that changed its name does not put back the
+        template another tab replaced."""
         if "name" in values:
             self.classroom.set_name(who, values["name"] or "")
-        state = {k: values[k] for k in ("template", "template_input", "dataset", "model",
-                                        "pin_seen") if values.get(k) is not None}
-        if values.get("upload"):
-            state["upload"] = uploads.meta(values["upload"])
-        hf = values.get("hfdata")
-        if hf:
-            state["hf"] = {"train_ref": hf["train_ref"], "eval_ref": hf["eval_ref"],
-                           "text_fields": hf["fields"], "label_field": hf["label_field"]}
-        self.classroom.save_state(who, state)
+        changes = {k: values[k] for k in ("template", "template_input", "dataset", "model",
+                                          "pin_seen") if k in values}
+        if "upload" in values:
+            changes["upload"] = uploads.meta(values["upload"]) if values["upload"] else None
+        if "hfdata" in values:
+            hf = values["hfdata"]
+            changes["hf"] = {"train_ref": hf["train_ref"], "eval_ref": hf["eval_ref"],
+                             "text_fields": hf["fields"], "label_field": hf["label_field"]} \
+                if hf else None
+        if changes:
+            self.classroom.save_state(who, changes)
 
     def working_state(self, who: str) -> dict:
         """What ``who``'s pages open on in a new tab or after a refresh: the values

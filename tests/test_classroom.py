@@ -295,3 +295,18 @@ def test_working_state_comes_back_in_a_new_tab(cls, tmp_path):
     st = again.working_state(a)
     assert "upload" not in st and st["template"] and "upload it again" in st["problems"][0]
     again.queue.close()
+
+
+def test_two_tabs_changing_different_things_keep_both(cls):
+    """Each tab keeps only what it changed: a tab that renames its student does not put back
+    the template another tab of the same student replaced meanwhile (nor drop the upload)."""
+    svc, a, _, _ = cls
+    svc.keep_working_state(a, {"template": "{sentence} [P] old [MASK]", "dataset": "topics",
+                               "model": "tiny-class"})
+    svc.keep_working_state(a, {"template": "{sentence} [P*3] new [MASK]"})  # tab 2
+    svc.keep_working_state(a, {"name": "Ada Lovelace"})  # tab 1, later
+    st = svc.working_state(a)
+    assert st["template"] == "{sentence} [P*3] new [MASK]" and st["dataset"] == "topics"
+    assert st["name"] == "Ada Lovelace" and st["model"] == "tiny-class"
+    svc.keep_working_state(a, {"model": None})  # None removes what was kept
+    assert "model" not in svc.working_state(a)

@@ -52,7 +52,14 @@ def _restore(who: str) -> None:
             kept["template"]
         ss["_tpl_from_link"] = True  # Template Studio keeps it instead of the dataset's
     ss.setdefault("_pin_seen", kept.get("pin_seen"))
-    ss["_kept"] = None  # the session's first run writes what it holds
+    # what the server holds: each run writes only what differs from it
+    ss["_kept"] = {k: kept.get(k) for k in KEPT} | {
+        "name": kept.get("author") or "", "pin_seen": kept.get("pin_seen"),
+        "template_input": kept.get("template_input") or kept.get("template"),
+        "upload": (kept["upload"]["name"], kept["upload"]["train_ref"])
+        if kept.get("upload") else None,
+        "hfdata": (kept["hfdata"]["name"], kept["hfdata"]["train_ref"])
+        if kept.get("hfdata") else None}
 
 
 def start_session() -> str:
@@ -91,8 +98,13 @@ def open_pin(pin: dict) -> None:
 
 
 def _snapshot() -> dict:
+    """What this session holds now, as kept on the server (data contexts by name and file)."""
     ss = st.session_state
     out = {k: ss.get(k) for k in KEPT}
+    if out["template_input"]:
+        ss["_last_input"] = out["template_input"]
+    else:  # Template Studio is not on this page: what was typed there last
+        out["template_input"] = ss.get("_last_input") or out["template"]
     out["name"] = ss.get("author", ss.get("_author")) or ""
     out["pin_seen"] = ss.get("_pin_seen")
     for k in ("upload", "hfdata"):  # compared by name and file, not by rows
@@ -102,21 +114,18 @@ def _snapshot() -> dict:
 
 
 def remember() -> None:
-    """After each run of the page: keep what changed with the identity on the server."""
+    """After each run of the page: keep what changed in this session (only that) with the
+    identity on the server, so another tab's newer change to something else is not undone."""
     ss = st.session_state
     who = ss.get("sid")
     if not who:
         return
-    now = _snapshot()
-    if now == ss.get("_kept"):
+    now, before = _snapshot(), ss.get("_kept") or {}
+    changed = [k for k in now if now[k] != before.get(k)]
+    if not changed:
         return
-    values = {k: ss.get(k) for k in KEPT}
-    values.update(name=now["name"], pin_seen=now["pin_seen"])
-    if values["template_input"]:
-        ss["_last_input"] = values["template_input"]
-    else:  # Template Studio is not on this page: keep what was typed there last
-        values["template_input"] = ss.get("_last_input") or values["template"]
-    service().keep_working_state(who, values)
+    service().keep_working_state(who, {k: ss.get(k) if k in ("upload", "hfdata") else now[k]
+                                       for k in changed})
     ss["_kept"] = now
 
 

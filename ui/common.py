@@ -406,6 +406,18 @@ def heartbeat() -> None:
         service().queue.heartbeat(sid)
 
 
+def _stop_job(job_id: str, label: str) -> None:
+    """A Stop button's callback: it runs before the next run of the page or of the queue's
+    fragment, so a click is never lost to the table redrawing itself."""
+    svc, who = service(), st.session_state.get("sid", "")
+    try:
+        svc.stop_job(job_id, who)
+        st.session_state["_queue_msg"] = ("ok", f"Stopping {label}… what it learned so far is "
+                                                f"kept.")
+    except USER_ERRORS as e:
+        st.session_state["_queue_msg"] = ("error", str(e))
+
+
 def queue_panel() -> None:
     """The queue as the whole class sees it (position, owner, state), refreshed every two
     seconds; Stop buttons for what the viewer may stop (their own runs; the teacher: any)."""
@@ -413,26 +425,22 @@ def queue_panel() -> None:
     def _queue():
         heartbeat()
         svc, who = service(), st.session_state.get("sid", "")
-        table = st.container()  # drawn after the buttons below have acted
+        msg = st.session_state.pop("_queue_msg", None)
+        if msg:
+            (st.toast if msg[0] == "ok" else st.error)(msg[1])
         rows = svc.queue_rows(who)
+        if not rows:
+            st.caption("The queue is empty.")
+        else:
+            st.table(pd.DataFrame([{  # a plain table: readable on a projector
+                "position": str(r["position"] or "–"), "run": r["run"], "kind": r["kind"],
+                "owner": r["owner"] + (" (you)" if r["yours"] else ""), "state": r["state"],
+                "step": "" if r["step"] is None else str(r["step"])} for r in rows]
+            ).set_index("position"))
         for r in rows:
-            if r["can_stop"] and r["state"] != "stopping" and \
-                    st.button(f"Stop {r['run']} ({r['owner']})", key=f"qstop-{r['job']}"):
-                try:
-                    svc.stop_job(r["job"], who)
-                    st.toast(f"Stopping {r['run']}… what it learned so far is kept.")
-                    rows = svc.queue_rows(who)
-                except USER_ERRORS as e:
-                    st.error(str(e))
-        with table:
-            if not rows:
-                st.caption("The queue is empty.")
-            else:
-                st.table(pd.DataFrame([{  # a plain table: readable on a projector
-                    "position": str(r["position"] or "–"), "run": r["run"], "kind": r["kind"],
-                    "owner": r["owner"] + (" (you)" if r["yours"] else ""), "state": r["state"],
-                    "step": "" if r["step"] is None else str(r["step"])} for r in rows]
-                ).set_index("position"))
+            if r["can_stop"] and r["state"] != "stopping":
+                st.button(f"Stop {r['run']} ({r['owner']})", key=f"qstop-{r['job']}",
+                          on_click=_stop_job, args=(r["job"], r["run"]))
     _queue()
 
 
