@@ -3,7 +3,7 @@ owner, and the teacher, can take it off the board."""
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.experiment import USER_ERRORS
+from ptuning_core.api import USER_ERRORS
 from ptuning_core.stats import fmt_acc, interval
 from ui.common import service, session_id
 

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.portable import PromptFileError, export_prompt
+from ptuning_core.api import USER_ERRORS, PromptFileError
 from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run,
                        result_summary, runs_frame, service, session_id)
 from ui.use_prompt import use_prompt_panel
@@ -61,14 +60,12 @@ if runs:
 
     def export_button(col):
         if (store.run_dir(rid) / "prompt.safetensors").is_file():
-            with tempfile.TemporaryDirectory() as d:
-                try:
-                    p = export_prompt(store, rid, Path(d) / f"prompt-{rid}.safetensors")
-                    col.download_button("Export prompt", Path(p).read_bytes(),
-                                        file_name=f"prompt-{rid}.safetensors",
-                                        mime="application/octet-stream")
-                except PromptFileError as e:
-                    st.error(str(e))
+            try:
+                col.download_button("Export prompt", svc.export_prompt(rid),
+                                    file_name=f"prompt-{rid}.safetensors",
+                                    mime="application/octet-stream")
+            except PromptFileError as e:
+                st.error(str(e))
 
     if not svc.can_manage(sid, run["owner"]):
         owner = svc.classroom.labels([run["owner"] or ""])[run["owner"] or ""]

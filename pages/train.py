@@ -1,10 +1,7 @@
 """Train: a run form with sensible defaults, your live run (after a refresh too), the queue."""
 import streamlit as st
 
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.experiment import USER_ERRORS, RunSpec
-from ptuning_core.jobs import QueueFull
-from ptuning_core.train import TrainConfig
+from ptuning_core.api import SHOWN_ERRORS, RunSpec, TrainConfig
 from ui.common import (base_url, job_panel, page_setup, queue_panel, share_query,
                        verbalizer_for)
 
@@ -71,7 +68,7 @@ if go:
         job = svc.submit_run(sid, spec)
         st.session_state["active_job"] = job.id
         st.session_state.setdefault("my_jobs", []).append(job.id)
-    except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+    except SHOWN_ERRORS as e:
         st.error(str(e))
 
 active = st.session_state.get("active_job")

@@ -7,10 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core import data as D
-from ptuning_core.backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.registry import get_backbone
+from ptuning_core.api import DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError, ModelLoadError
 from ptuning_core.service import Service
 from ptuning_core.stats import fmt_acc, fmt_pct, interval, result_verdict
 
@@ -31,9 +28,8 @@ def backbone(name: str | None = None):
     """The shared frozen model (one per process); None with an error shown if it fails."""
     name = name or st.session_state.get("model", DEFAULT_MODEL)
     try:
-        service().settings.check_model(name)
         with st.spinner(f"Loading {name}…"):
-            return get_backbone(name, "auto")
+            return service().backbone(name)
     except ModelLoadError as e:
         st.error(str(e))
         return None
@@ -132,8 +128,8 @@ def dataset_context(kind: str | None = None) -> dict | None:
     if name.startswith("class:"):  # an uploaded or Hugging Face dataset the teacher pinned
         return st.session_state.get("class_data")
     try:
-        info = D.dataset_info(name)
-    except D.DataError as e:
+        info = service().dataset_info(name)
+    except DataError as e:
         st.error(str(e))
         return None
     rows = _bundled_rows(name, "train")
@@ -147,7 +143,7 @@ def dataset_context(kind: str | None = None) -> dict | None:
 
 @st.cache_data(show_spinner=False)
 def _bundled_rows(name: str, split: str) -> list:
-    return D.load_ref(f"{name}:{split}").rows
+    return service().dataset_rows(name, split)
 
 
 # ---- sidebar --------------------------------------------------------------------------------
@@ -184,7 +180,7 @@ def sidebar() -> None:
         if bb is not None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
         st.markdown("### Dataset")
-        names = D.list_datasets()
+        names = svc.datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
         cd = st.session_state.get("class_data")
         opts = names + [d["name"] for d in (up, hf, cd) if d]
@@ -202,8 +198,7 @@ def sidebar() -> None:
             f = st.file_uploader("Your data", type=["csv", "tsv", "jsonl"], key="upload_file")
             if f is not None:
                 try:
-                    head = D.parse_bytes(f.getvalue(), f.name)
-                    cols = head.columns
+                    cols = svc.upload_columns(f.getvalue(), f.name)
                     tf = st.multiselect("Text column(s)", cols, default=cols[:1], key="up_text")
                     lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
                     if st.button("Use this file") and tf:
@@ -211,7 +206,7 @@ def sidebar() -> None:
                             session_id(), f.getvalue(), f.name, tf, lf)
                         st.session_state["_dataset_next"] = st.session_state["upload"]["name"]
                         st.rerun()
-                except D.DataError as e:
+                except DataError as e:
                     st.error(str(e))
         with st.expander("Hugging Face dataset"):
             st.caption("Read from this machine's datasets cache, e.g. hf:glue/sst2:train and "
@@ -227,17 +222,18 @@ def sidebar() -> None:
                         tr.strip(), (ev or tr).strip(), tf.split(","), lf.strip())
                     st.session_state["_dataset_next"] = st.session_state["hfdata"]["name"]
                     st.rerun()
-                except D.DataError as e:
+                except DataError as e:
                     st.error(str(e))
 
 
 # ---- template display -----------------------------------------------------------------------
 def token_strip_html(strip: list) -> str:
+    """The Studio's token strip (``StripToken``s) coloured by role, with a legend."""
     spans = []
     for t in strip:
-        tok = html.escape(t["token"]).replace(" ", "␣")
-        spans.append(f'<span title="{ROLE_NAMES[t["role"]]}" style="background:'
-                     f'{ROLE_COLORS[t["role"]]};padding:2px 4px;margin:1px;border-radius:4px;'
+        tok = html.escape(t.text).replace(" ", "␣")
+        spans.append(f'<span title="{ROLE_NAMES[t.role]}" style="background:'
+                     f'{ROLE_COLORS[t.role]};padding:2px 4px;margin:1px;border-radius:4px;'
                      f'font-family:monospace;display:inline-block">{tok}</span>')
     legend = " ".join(f'<span style="background:{ROLE_COLORS[r]};padding:1px 6px;'
                       f'border-radius:4px;font-size:0.8em">{n}</span>'
@@ -335,7 +331,8 @@ def job_panel(job_id: str) -> None:
 
 
 PHASES = {"discrete": "evaluating the discrete prompt", "train": "training",
-          "dev evaluation": "evaluating on the dev set", "evaluate": "evaluating the learned prompt"}
+          "dev evaluation": "evaluating on the dev set", "evaluate": "evaluating the learned prompt",
+          "re-test": "evaluating the nearest-word template"}
 
 
 def progress_line(p: dict, stopping: bool = False) -> tuple:

@@ -7,11 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core import data as D
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.jobs import QueueFull
-from ptuning_core.learned import Evaluation, NoLearnedPrompt, Prediction
+from ptuning_core.api import (SHOWN_ERRORS, USER_ERRORS, DataError, Evaluation, ModelLoadError,
+                              NoLearnedPrompt, Prediction)
 from ptuning_core.stats import fmt_acc, fmt_pct, result_verdict
 from ui.common import heartbeat, progress_line, service, session_id
 
@@ -68,7 +65,8 @@ def try_it(rid: str, fields: list) -> None:
 def data_choices(own: str | None) -> list:
     """Every bundled split, the run's own evaluation data when it is something else (an
     upload), and a free hf: reference."""
-    splits = [f"{n}:{s}" for n in D.list_datasets() for s in D.dataset_info(n)["files"]]
+    svc = service()
+    splits = [f"{n}:{s}" for n in svc.datasets() for s in svc.dataset_info(n)["files"]]
     extra = [OWN_CHOICE] if own and own not in splits and not own.startswith("hf:") else []
     return extra + splits + [HF_CHOICE]
 
@@ -99,10 +97,10 @@ def evaluate_on(rid: str, cfg: dict) -> None:
         if st.button("Evaluate", key=f"ev-go-{rid}"):
             try:
                 if not ref:
-                    raise D.DataError("type a reference of the form hf:NAME[/CONFIG]:SPLIT")
+                    raise DataError("type a reference of the form hf:NAME[/CONFIG]:SPLIT")
                 job = svc.submit_evaluation(session_id(), rid, ref, int(n))
                 st.session_state[f"ev-job-{rid}"] = job.id
-            except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+            except SHOWN_ERRORS as e:
                 st.error(str(e))
         _job_progress(rid)
         _results(svc.evaluations(rid))
