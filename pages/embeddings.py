@@ -14,9 +14,8 @@ st.info("Nearest words are a **projection, not an explanation**: a continuous pr
         "waywardness). Use *Discretize and re-test* to see the gap.")
 svc = service()
 sid = session_id()
-runs = [r for r in svc.store.list() if r["kind"] == "train" and r["status"] in
-        ("finished", "stopped", "imported")
-        and (svc.store.run_dir(r["id"]) / "prompt.safetensors").is_file()]
+runs = [r for r in svc.runs("train") if r.has_prompt and
+        r.status in ("finished", "stopped", "imported")]
 if not runs:
     st.info("No finished run with a learned prompt yet.")
     st.stop()

@@ -44,12 +44,11 @@ with st.form("run"):
                                  key="f_max_eval")
     name = st.text_input("Run name (optional)", key="f_name")
     model_name = st.session_state.get("model", "default")
-    same = [r for r in svc.store.list() if r["kind"] == "train" and r["status"] in
-            ("finished", "stopped") and r["config"].get("template") == template
-            and r["config"].get("model") == model_name]
-    resume = st.selectbox("Continue from run (optional)", [None] + [r["id"] for r in same],
+    same = [r for r in svc.runs("train") if r.status in ("finished", "stopped")
+            and r.template == template and r.model == model_name]
+    resume = st.selectbox("Continue from run (optional)", [None] + [r.id for r in same],
                           format_func=lambda i: "— start fresh —" if i is None else
-                          next(f"{r['name']} · {i}" for r in same if r["id"] == i),
+                          next(f"{r.name} · {i}" for r in same if r.id == i),
                           key="f_resume", help="same template and model; pick its encoder")
     go = st.form_submit_button("Train", type="primary")
 

@@ -13,10 +13,10 @@ from .jobs import Job, QueueFull
 from .learned import Evaluation, NoLearnedPrompt, Prediction
 from .portable import PromptFileError
 from .train import ConfigError, TrainConfig
-from .views import (ChangedPrediction, ComparisonRow, ComparisonView, Confusion, EmbeddingMap,
+from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion, EmbeddingMap,
                     EmbeddingsView, LabelTokens, Neighbour, PairTest, PreviewRow, PseudoToken,
-                    RetestResult, StripToken, StudioView, SweepCell, SweepPoint, SweepView,
-                    WordChoice)
+                    RetestResult, RunDetail, RunSummary, StripToken, StudioView, SweepCell, SweepPoint, SweepView,
+                    TagAccuracy, WordChoice)
 
 __all__ = [
     # requests and their defaults (TrainConfig holds the one set of training defaults)
@@ -29,7 +29,7 @@ __all__ = [
     "Job", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
     "PreviewRow", "EmbeddingsView", "PseudoToken", "Neighbour", "EmbeddingMap", "RetestResult",
     "ComparisonView", "ComparisonRow", "PairTest", "Confusion", "ChangedPrediction",
-    "SweepView", "SweepCell", "SweepPoint",
+    "SweepView", "SweepCell", "SweepPoint", "RunSummary", "RunDetail", "Accuracy", "TagAccuracy",
 ]
 
 # What a page shows as one line without a traceback: the user errors, a model this server will

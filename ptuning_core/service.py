@@ -708,6 +708,26 @@ class Service:
         """The latest ``RetestResult`` of a run in this server's memory, or None."""
         return self._retests.get("run:" + run_id)
 
+    def runs(self, kind: Optional[str] = "train", shared_only: bool = False) -> list:
+        """Stored runs of a kind (None: all) as ``RunSummary``s, newest first; no per-example
+        results."""
+        from .views import run_summary
+        return [run_summary(r, (self.store.run_dir(r["id"]) / "prompt.safetensors").is_file())
+                for r in self.store.list(kind=kind, shared_only=shared_only)]
+
+    def run_summary(self, run_id: str):
+        """One run's ``RunSummary`` (None when there is no such run)."""
+        from .views import run_summary
+        run = self.store.get(run_id, details=False)
+        if run is None:
+            return None
+        return run_summary(run, (self.store.run_dir(run_id) / "prompt.safetensors").is_file())
+
+    def run_detail(self, run_id: str):
+        """One run for its page (``RunDetail``: summary, curves, confusion matrices), or None."""
+        from .views import run_detail
+        return run_detail(self.store, run_id)
+
     def export_prompt(self, run_id: str) -> bytes:
         """A run's learned prompt as a portable .safetensors file (PromptFileError if none)."""
         import tempfile

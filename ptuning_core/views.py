@@ -484,3 +484,121 @@ def sweep_view(rows: list, id: str = "", name: str = "", status: str = "", owner
                     for s in summarize(rows))
     return SweepView(id, name, status, owner, cells, summary, done or len(cells),
                      total or len(cells))
+
+
+# ---- Runs --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accuracy:
+    """An accuracy with its 95% interval, on ``n`` examples, of one prompt (its template)."""
+    accuracy: float
+    ci95: tuple
+    n: int
+    template: str = ""
+
+    @property
+    def text(self) -> str:
+        return fmt_acc(self.accuracy, self.ci95)
+
+
+def _accuracy(block) -> Optional[Accuracy]:
+    if not block or block.get("accuracy") is None:
+        return None
+    return Accuracy(float(block["accuracy"]), tuple(interval(block)), int(block.get("n") or 0),
+                    str(block.get("template") or ""))
+
+
+@dataclass(frozen=True)
+class TagAccuracy:
+    prompt: str  # discrete | continuous
+    tag: str
+    score: Accuracy
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A stored run as the Runs, Train, Embeddings and board pages show it (no per-example
+    results)."""
+    id: str
+    name: str
+    kind: str
+    status: str
+    owner: str
+    author: str
+    shared: bool
+    created: float
+    error: str
+    template: str
+    model: str
+    train_ref: str
+    eval_ref: str
+    max_eval: Optional[int]
+    label_space: str  # classes | vocab
+    discrete: Optional[Accuracy]
+    continuous: Optional[Accuracy]
+    mcnemar_p: Optional[float]
+    verdict: str  # the paired discrete-vs-continuous sentence; empty when not paired
+    steps: Optional[int]  # training steps done
+    seconds_per_step: Optional[float]
+    trainable_parameters: Optional[int]
+    by_tag: tuple  # TagAccuracy
+    warnings: tuple
+    has_prompt: bool  # a learned prompt is stored
+
+    @property
+    def n(self) -> Optional[int]:
+        s = self.continuous or self.discrete
+        return s.n if s else None
+
+    @property
+    def word(self) -> str:
+        return "precision@1" if self.label_space == "vocab" else "accuracy"
+
+
+def run_summary(run: dict, has_prompt: bool = False) -> RunSummary:
+    from .stats import result_verdict
+    cfg, res = run.get("config") or {}, run.get("result") or {}
+    tr = res.get("train") or {}
+    tags = tuple(TagAccuracy(key, str(tag), _accuracy(v))
+                 for key in ("discrete", "continuous")
+                 for tag, v in ((res.get("by_tag") or {}).get(key) or {}).items())
+    return RunSummary(
+        id=run["id"], name=run.get("name") or "", kind=run.get("kind") or "train",
+        status=run.get("status") or "", owner=run.get("owner") or "",
+        author=run.get("author") or "", shared=bool(run.get("shared")),
+        created=float(run.get("created") or 0), error=run.get("error") or "",
+        template=str(cfg.get("template") or ""), model=str(cfg.get("model") or "default"),
+        train_ref=str(cfg.get("train") or ""), eval_ref=str(cfg.get("eval") or ""),
+        max_eval=cfg.get("max_eval"),
+        label_space=res.get("label_space") or ("classes" if cfg.get("verbalizer") else "vocab"),
+        discrete=_accuracy(res.get("discrete")), continuous=_accuracy(res.get("continuous")),
+        mcnemar_p=(res.get("paired") or {}).get("mcnemar_p"),
+        verdict=(result_verdict(res) or "") if res.get("discrete") else "",
+        steps=tr.get("steps"), seconds_per_step=tr.get("seconds_per_step"),
+        trainable_parameters=tr.get("trainable_parameters"), by_tag=tags,
+        warnings=tuple(res.get("warnings") or ()), has_prompt=has_prompt)
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """One run for its page: the summary, its stored loss and dev-accuracy curves and its
+    confusion matrices (discrete, then continuous)."""
+    summary: RunSummary
+    losses: tuple  # (step, loss)
+    dev: tuple  # (step, dev accuracy)
+    confusions: tuple  # Confusion
+
+
+def run_detail(store, rid: str) -> Optional[RunDetail]:
+    run = store.get(rid)
+    if run is None:
+        return None
+    steps = store.steps(rid)
+    det = (run.get("result") or {}).get("details") or {}
+    confusions = tuple(Confusion(key, tuple(map(tuple, det[key]["confusion"])),
+                                 tuple(det[key]["classes"]))
+                       for key in ("discrete", "continuous")
+                       if (det.get(key) or {}).get("confusion"))
+    return RunDetail(run_summary(run, (store.run_dir(rid) / "prompt.safetensors").is_file()),
+                     tuple((s["step"], s["loss"]) for s in steps if s["loss"] is not None),
+                     tuple((s["step"], s["dev"]) for s in steps if s["dev"] is not None),
+                     confusions)

@@ -230,3 +230,20 @@ def test_retest_runs_in_the_queue_from_the_page(tiny_app):
     labels = [m.label for m in at.metric]
     assert "nearest-word prompt" in labels and "continuous prompt" in labels
     assert any("McNemar" in i.value for i in at.info)
+
+
+def test_runs_come_back_as_typed_summaries(svc):
+    rid = finished_run(svc, steps=2)
+    [run] = svc.runs("train")
+    stored = svc.store.get(rid)["result"]
+    assert run.id == rid and run.owner == "alice" and run.status == "finished"
+    assert run.has_prompt and run.steps == 2 and run.word == "accuracy"
+    assert run.continuous.accuracy == stored["continuous"]["accuracy"] and run.n == 16
+    assert run.continuous.ci95[0] <= run.continuous.accuracy <= run.continuous.ci95[1]
+    assert run.mcnemar_p == stored["paired"]["mcnemar_p"] and "McNemar" in run.verdict
+    detail = svc.run_detail(rid)
+    assert detail.summary == run and [s for s, _ in detail.losses] == [1, 2]
+    assert [c.title for c in detail.confusions] == ["discrete", "continuous"]
+    assert svc.run_summary("0123456789ab") is None and svc.run_detail("0123456789ab") is None
+    svc.share_run(rid, True, "alice")
+    assert [r.id for r in svc.runs(None, shared_only=True)] == [rid]

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ptuning_core.api import DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError, ModelLoadError
 from ptuning_core.service import Service
-from ptuning_core.stats import fmt_acc, fmt_pct, interval, result_verdict
+from ptuning_core.stats import fmt_pct
 
 ROLE_COLORS = {"field": "#dbeafe", "text": "#e5e7eb", "anchor": "#fde68a", "pseudo": "#c4b5fd",
                "mask": "#fca5a5", "special": "#f3f4f6"}
@@ -323,10 +323,9 @@ def job_panel(job_id: str) -> None:
         status = "stopping…" if stopping else snap["status"]
         c2.markdown(f"**Status:** {status}" + (f" — {snap['error']}" if snap["error"] else ""))
         if job.done and job.run_id:
-            run = svc.store.get(job.run_id, details=False)
-            res = (run or {}).get("result") or {}
-            if res.get("discrete"):
-                result_summary(res)
+            run = svc.run_summary(job.run_id)
+            if run is not None and run.discrete:
+                result_summary(run)
     _panel()
 
 
@@ -356,39 +355,33 @@ def progress_line(p: dict, stopping: bool = False) -> tuple:
                                     f"loss {p.get('loss', float('nan')):.4f}")
 
 
-def result_summary(res: dict) -> None:
-    """Accuracies with their 95% intervals, the paired verdict in words, accuracy by tag."""
-    d, c = res["discrete"], res.get("continuous")
+def result_summary(run) -> None:
+    """A run's accuracies (``RunSummary``) with their 95% intervals, the paired verdict in
+    words, accuracy by tag."""
+    d, c, word = run.discrete, run.continuous, run.word
     cols = st.columns(3)
-    word = "precision@1" if res.get("label_space") == "vocab" else "accuracy"
-    cols[0].metric(f"discrete {word}", fmt_pct(d["accuracy"]), help=d["template"])
-    cols[0].caption(f"95% CI {fmt_acc(d['accuracy'], interval(d)).split(' ', 1)[1]} · n={d['n']}")
+    cols[0].metric(f"discrete {word}", fmt_pct(d.accuracy), help=d.template)
+    cols[0].caption(f"95% CI {d.text.split(' ', 1)[1]} · n={d.n}")
     if c:
-        cols[1].metric(f"continuous {word}", fmt_pct(c["accuracy"]),
-                       delta=f"{100 * (c['accuracy'] - d['accuracy']):+.1f} points",
-                       help=c["template"])
-        cols[1].caption(f"95% CI {fmt_acc(c['accuracy'], interval(c)).split(' ', 1)[1]} · "
-                        f"n={c['n']}")
-        if res.get("train"):
-            cols[2].metric("seconds / step", f"{res['train']['seconds_per_step']:.2f}")
-    if result_verdict(res):
-        st.info(result_verdict(res))
-    tags = res.get("by_tag")
-    if tags:
-        rows = []
-        for key in ("discrete", "continuous"):
-            for tag, v in (tags.get(key) or {}).items():
-                rows.append({"prompt": key, "tag": tag, "n": v["n"], "accuracy": v["accuracy"],
-                             "95% CI": fmt_acc(v["accuracy"], v["ci95"])})
+        cols[1].metric(f"continuous {word}", fmt_pct(c.accuracy),
+                       delta=f"{100 * (c.accuracy - d.accuracy):+.1f} points", help=c.template)
+        cols[1].caption(f"95% CI {c.text.split(' ', 1)[1]} · n={c.n}")
+        if run.seconds_per_step is not None:
+            cols[2].metric("seconds / step", f"{run.seconds_per_step:.2f}")
+    if run.verdict:
+        st.info(run.verdict)
+    if run.by_tag:
         with st.expander("Accuracy by kind of example (tag)"):
-            st.dataframe(pd.DataFrame(rows), hide_index=True)
+            st.dataframe(pd.DataFrame([{"prompt": t.prompt, "tag": t.tag, "n": t.score.n,
+                                        "accuracy": t.score.accuracy, "95% CI": t.score.text}
+                                       for t in run.by_tag]), hide_index=True)
 
 
 def pick_run(label: str, runs: list) -> str:
-    """A run picker that opens the run named by the link's ``?run=<id>`` when there is one and
-    keeps its choice (by id) when a run is renamed or another one appears."""
-    ids = [r["id"] for r in runs]
-    names = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
+    """A run picker (``RunSummary``s) that opens the run named by the link's ``?run=<id>`` when
+    there is one and keeps its choice (by id) when a run is renamed or another one appears."""
+    ids = [r.id for r in runs]
+    names = {r.id: f"{r.name} · {r.status} · {r.id}" for r in runs}
     key = f"pick-{label}"
     wanted = st.query_params.get("run")
     if st.session_state.get(key) not in ids:
@@ -434,21 +427,13 @@ def queue_panel() -> None:
 
 
 def runs_frame(runs: list) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        res = r.get("result") or {}
-        cfg = r.get("config") or {}
-        d, c = res.get("discrete") or {}, res.get("continuous") or {}
-        rows.append({"id": r["id"], "name": r["name"], "status": r["status"],
-                     "template": cfg.get("template", ""),
-                     "dataset": str(cfg.get("train", "")).split("/")[-1],
-                     "discrete": d.get("accuracy"),
-                     "discrete 95% CI": fmt_acc(d["accuracy"], interval(d)) if d else None,
-                     "continuous": c.get("accuracy"),
-                     "continuous 95% CI": fmt_acc(c["accuracy"], interval(c)) if c else None,
-                     "n": c.get("n") or d.get("n"),
-                     "p (McNemar)": (res.get("paired") or {}).get("mcnemar_p"),
-                     "steps": (res.get("train") or {}).get("steps"),
-                     "shared": r.get("shared"),
-                     "created": pd.to_datetime(r["created"], unit="s")})
-    return pd.DataFrame(rows)
+    """The Runs table from ``RunSummary``s."""
+    return pd.DataFrame([{
+        "id": r.id, "name": r.name, "status": r.status, "template": r.template,
+        "dataset": r.train_ref.split("/")[-1],
+        "discrete": r.discrete.accuracy if r.discrete else None,
+        "discrete 95% CI": r.discrete.text if r.discrete else None,
+        "continuous": r.continuous.accuracy if r.continuous else None,
+        "continuous 95% CI": r.continuous.text if r.continuous else None,
+        "n": r.n, "p (McNemar)": r.mcnemar_p, "steps": r.steps, "shared": r.shared,
+        "created": pd.to_datetime(r.created, unit="s")} for r in runs])

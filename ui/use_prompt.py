@@ -17,9 +17,10 @@ OWN_CHOICE = "own"
 MAX_EXAMPLES = 5000
 
 
-def use_prompt_panel(run: dict) -> None:
-    """*Try it* and *Evaluate on…* for a run that learned a prompt (nothing otherwise)."""
-    rid = run["id"]
+def use_prompt_panel(run) -> None:
+    """*Try it* and *Evaluate on…* for a run (``RunSummary``) that learned a prompt (nothing
+    otherwise)."""
+    rid = run.id
     try:
         lp = service().learned_prompt(rid)
     except NoLearnedPrompt:
@@ -28,7 +29,7 @@ def use_prompt_panel(run: dict) -> None:
         st.error(str(e))
         return
     try_it(rid, lp.fields)
-    evaluate_on(rid, run["config"])
+    evaluate_on(rid, run.eval_ref or None, run.max_eval)
 
 
 # ---- Try it --------------------------------------------------------------------------------
@@ -71,9 +72,8 @@ def data_choices(own: str | None) -> list:
     return extra + splits + [HF_CHOICE]
 
 
-def evaluate_on(rid: str, cfg: dict) -> None:
+def evaluate_on(rid: str, own: str | None, max_eval: int | None) -> None:
     svc = service()
-    own = cfg.get("eval")
     with st.expander("Evaluate on…"):
         st.caption("The learned prompt and its discrete template on other data (or again on "
                    "the run's own: same data and number of examples give the same accuracy). "
@@ -87,7 +87,7 @@ def evaluate_on(rid: str, cfg: dict) -> None:
                                     OWN_CHOICE: "this run's evaluation data",
                                     HF_CHOICE: "a Hugging Face dataset (hf:NAME:SPLIT)"}.get(o, o))
         n = c[1].number_input("First N examples", 1, MAX_EXAMPLES,
-                              min(int(cfg.get("max_eval") or 200), MAX_EXAMPLES),
+                              min(int(max_eval or 200), MAX_EXAMPLES),
                               key=f"ev-n-{rid}")
         ref = own if choice == OWN_CHOICE else choice
         if choice == HF_CHOICE:
