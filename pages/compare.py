@@ -57,14 +57,13 @@ def progress():
 
 progress()
 
-comps = svc.store.list(kind="compare")
+comps = {c.id: c for c in svc.runs("compare")}
 if not comps:
     st.info("No comparison yet.")
     st.stop()
-cid = st.selectbox("Comparison", [c["id"] for c in comps],
-                   format_func=lambda i: next(f"{c['config'].get('template')} · "
-                                              f"{pd.to_datetime(c['created'], unit='s'):%H:%M:%S}"
-                                              for c in comps if c["id"] == i))
+cid = st.selectbox("Comparison", list(comps),
+                   format_func=lambda i: f"{comps[i].template} · "
+                                         f"{pd.to_datetime(comps[i].created, unit='s'):%H:%M:%S}")
 try:
     view = svc.comparison(cid)
 except USER_ERRORS as e:

@@ -100,11 +100,10 @@ def live():
 
 live()
 st.subheader("Stored sweeps")
-sweeps = svc.store.list(kind="sweep")
+sweeps = {s.id: s for s in svc.runs("sweep")}
 if sweeps:
-    sw = st.selectbox("Open", [s["id"] for s in sweeps],
-                      format_func=lambda i: next(f"{s['name']} · {s['status']} · {i}"
-                                                 for s in sweeps if s["id"] == i))
+    sw = st.selectbox("Open", list(sweeps),
+                      format_func=lambda i: f"{sweeps[i].name} · {sweeps[i].status} · {i}")
     try:
         view = svc.sweep(sw)
     except USER_ERRORS as e:

@@ -723,6 +723,12 @@ class Service:
             return None
         return run_summary(run, (self.store.run_dir(run_id) / "prompt.safetensors").is_file())
 
+    def run_curves(self, run_id: str) -> tuple:
+        """(losses, dev accuracies) of a stored run, each [(step, value)]; cheap (no details)."""
+        steps = self.store.steps(run_id)
+        return ([(r["step"], r["loss"]) for r in steps if r["loss"] is not None],
+                [(r["step"], r["dev"]) for r in steps if r["dev"] is not None])
+
     def run_detail(self, run_id: str):
         """One run for its page (``RunDetail``: summary, curves, confusion matrices), or None."""
         from .views import run_detail

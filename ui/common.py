@@ -302,9 +302,7 @@ def job_panel(job_id: str) -> None:
             st.progress(*progress_line(p, stopping))
         losses, dev = p["losses"], p["dev"]
         if job.done and job.run_id:  # a done job keeps no curves: read the stored ones
-            stored = svc.store.steps(job.run_id)
-            losses = [(r["step"], r["loss"]) for r in stored if r["loss"] is not None]
-            dev = [(r["step"], r["dev"]) for r in stored if r["dev"] is not None]
+            losses, dev = svc.run_curves(job.run_id)
         if losses:
             st.plotly_chart(loss_figure({"loss": losses}, {"run": dev}), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
