@@ -99,7 +99,7 @@ with verb_box:
     for w in view.verbalizer_warnings:
         st.warning(w)
 if view.verbalizer is not None:
-    st.session_state["verbalizer"] = view.verbalizer
+    st.session_state["verbalizer"] = {c: list(ws) for c, ws in view.verbalizer.items()}
 
 # ---- preview --------------------------------------------------------------------------------
 if view.ok and (view.verbalizer is not None or ctx["vocab"]):

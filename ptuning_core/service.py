@@ -690,7 +690,7 @@ class Service:
         ref = (run.get("config") or {}).get("eval")
         if not ref:
             raise ConfigError("this run names no evaluation data to re-test on")
-        self.check_data_ref(ref)
+        self.check_data_ref(ref, who)  # someone else's upload stays theirs
         store, results = self.store, self._retests
 
         def fn(job: Job):

@@ -247,3 +247,21 @@ def test_runs_come_back_as_typed_summaries(svc):
     assert svc.run_summary("0123456789ab") is None and svc.run_detail("0123456789ab") is None
     svc.share_run(rid, True, "alice")
     assert [r.id for r in svc.runs(None, shared_only=True)] == [rid]
+
+
+def test_studio_page_draws_the_typed_view(tiny_app):
+    svc, page = tiny_app
+    at = page(None)  # Template Studio, sentiment
+    at.text_input(key="template_input").set_value("{sentence} It was [MASK").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Template error:") and "\n" not in errors[0]
+    assert any("<mark" in m.value for m in at.markdown)
+    assert not any("Preview" in s.value for s in at.subheader)  # nothing stale below the error
+    at.text_input(key="template_input").set_value("{sentence} It was [MASK]").run()
+    assert not at.error and any("Preview" in s.value for s in at.subheader)
+    assert at.session_state["template"] == "{sentence} It was [MASK]"
+    # an open-vocabulary dataset: no verbalizer editor, the preview still comes
+    at = page(None, dataset="facts-capital")
+    assert not at.error and not at.exception
+    assert any("Open-vocabulary" in i.value for i in at.info)
+    assert not any("Verbalizer" == s.value for s in at.subheader)
