@@ -3,8 +3,7 @@ owner, and the teacher, can take it off the board."""
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.stats import fmt_acc, interval
+from ptuning_core.api import USER_ERRORS
 from ui.common import service, session_id
 
 
@@ -13,19 +12,14 @@ def board():
     svc, who = service(), st.session_state.get("sid", "")
     table = st.container()  # drawn after the removal control below has acted
     removal(svc, who)
-    runs = svc.store.list(shared_only=True)
     rows = []
-    for r in runs:
-        res = r.get("result") or {}
-        c, d = res.get("continuous") or {}, res.get("discrete") or {}
-        ci = interval(c) if c else None
-        rows.append({"author": r.get("author") or "anonymous", "name": r["name"],
-                     "template": r["config"].get("template"),
-                     "data": str(r["config"].get("train", "")).split(":")[0],
-                     "accuracy": c.get("accuracy"),
-                     "95% CI": fmt_acc(c["accuracy"], ci) if c else None,
-                     "n": c.get("n"), "_rank": ci[0] if ci else -1.0,
-                     "discrete": d.get("accuracy"), "run": r["id"]})
+    for r in svc.runs(None, shared_only=True):
+        c = r.continuous
+        rows.append({"author": r.author or "anonymous", "name": r.name, "template": r.template,
+                     "data": r.train_ref.split(":")[0],
+                     "accuracy": c.accuracy if c else None, "95% CI": c.text if c else None,
+                     "n": c.n if c else None, "_rank": c.ci95[0] if c else -1.0,
+                     "discrete": r.discrete.accuracy if r.discrete else None, "run": r.id})
     with table:
         if not rows:
             st.info("Nothing shared yet: on the Runs page, switch on 'Shared on the class "
@@ -42,11 +36,10 @@ def board():
 
 def removal(svc, who):
     """Take an entry off the board: the teacher any, a student their own."""
-    removable = [r for r in svc.store.list(shared_only=True) if svc.can_manage(who, r["owner"])]
+    removable = [r for r in svc.runs(None, shared_only=True) if svc.can_manage(who, r.owner)]
     if not removable:
         return
-    names = {r["id"]: f"{r.get('author') or 'anonymous'} · {r['name']} · {r['id']}"
-             for r in removable}
+    names = {r.id: f"{r.author or 'anonymous'} · {r.name} · {r.id}" for r in removable}
     c1, c2 = st.columns([3, 1])
     pick = c1.selectbox("Entry", list(names), format_func=names.get, key="board_pick",
                         label_visibility="collapsed")

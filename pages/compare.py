@@ -2,11 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.compare import VARIANTS, changed_predictions, comparison_rows, pairwise_tests
-from ptuning_core.experiment import USER_ERRORS, RunSpec
-from ptuning_core.jobs import QueueFull
-from ptuning_core.train import TrainConfig
+from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, VARIANTS, RunSpec, TrainConfig
 from ui.common import confusion_figure, loss_figure, page_setup, progress_line, verbalizer_for
 
 svc, sid, bb, ctx, template = page_setup("Discrete vs continuous")
@@ -31,7 +27,7 @@ if go:
     try:
         job = svc.submit_comparison(sid, spec, names, str(bb.device))
         st.session_state["compare_job"] = job.id
-    except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+    except SHOWN_ERRORS as e:
         st.error(str(e))
 
 
@@ -61,53 +57,47 @@ def progress():
 
 progress()
 
-comps = svc.store.list(kind="compare")
+comps = {c.id: c for c in svc.runs("compare")}
 if not comps:
     st.info("No comparison yet.")
     st.stop()
-cid = st.selectbox("Comparison", [c["id"] for c in comps],
-                   format_func=lambda i: next(f"{c['config'].get('template')} · "
-                                              f"{pd.to_datetime(c['created'], unit='s'):%H:%M:%S}"
-                                              for c in comps if c["id"] == i))
-comp = svc.store.get(cid)
-if svc.can_manage(sid, comp["owner"]) and st.button("Delete this comparison",
-                                                     help="its runs stay on the Runs page"):
+cid = st.selectbox("Comparison", list(comps),
+                   format_func=lambda i: f"{comps[i].template} · "
+                                         f"{pd.to_datetime(comps[i].created, unit='s'):%H:%M:%S}")
+try:
+    view = svc.comparison(cid)
+except USER_ERRORS as e:
+    st.error(str(e))
+    st.stop()
+if svc.can_manage(sid, view.owner) and st.button("Delete this comparison",
+                                                 help="its runs stay on the Runs page"):
     try:
         svc.delete_run(cid, sid)
         st.rerun()
     except USER_ERRORS as e:
         st.error(str(e))
-variants = [(v["variant"], svc.store.get(v["run_id"])) for v in comp["result"]["variants"]]
-variants = [(n, r) for n, r in variants if r and r.get("result")]
-if not variants:
+if not view.rows:
     st.warning("The runs of this comparison were deleted.")
     st.stop()
-first = variants[0][1]["result"]
-results = [(n, r["result"]) for n, r in variants]
-st.dataframe(pd.DataFrame(comparison_rows(results)), hide_index=True, column_config={
+st.dataframe(pd.DataFrame([r.as_row() for r in view.rows]), hide_index=True, column_config={
     "accuracy": st.column_config.NumberColumn(format="%.3f"),
     "Δ vs discrete": st.column_config.NumberColumn(format="%+.3f")})
 st.caption("95% Wilson intervals; p: exact McNemar test on the same test examples. A difference "
            "with p ≥ 0.05 is not significant: it may be noise.")
-if len(results) > 1:
+if view.missing:
+    st.caption(f"{view.missing} of its runs were deleted.")
+if view.pairs:
     with st.expander("Every pair of variants"):
-        st.dataframe(pd.DataFrame(pairwise_tests(results)), hide_index=True)
-st.plotly_chart(loss_figure({n: list(enumerate(r["result"]["train"]["losses"], 1))
-                             for n, r in variants if r["result"].get("train")},
-                            title="Loss curves"), key="cmp-loss")
-det0 = first.get("details", {}).get("discrete")
-if det0 and det0.get("confusion"):
-    cols = st.columns(len(variants) + 1)
-    cols[0].plotly_chart(confusion_figure(det0["confusion"], det0["classes"], "discrete"),
-                         key="cm-d")
-    for col, (n, r) in zip(cols[1:], variants):
-        d = r["result"]["details"].get("continuous") or r["result"]["details"]["discrete"]
-        col.plotly_chart(confusion_figure(d["confusion"], d["classes"], n), key=f"cm-{n}")
-pick = st.selectbox("Changed predictions: discrete vs", [n for n, _ in variants])
-r = dict(variants)[pick]
-det = r["result"]["details"]
-ch = changed_predictions(det["discrete"], det.get("continuous") or det["discrete"])
-st.caption(f"{len(ch)} examples changed; {sum(c['fixed'] for c in ch)} fixed by the continuous "
+        st.dataframe(pd.DataFrame([p.as_row() for p in view.pairs]), hide_index=True)
+st.plotly_chart(loss_figure(view.losses, title="Loss curves"), key="cmp-loss")
+if view.confusions:
+    cols = st.columns(len(view.confusions))
+    for col, cm in zip(cols, view.confusions):
+        col.plotly_chart(confusion_figure([list(r) for r in cm.matrix], list(cm.classes),
+                                          cm.title), key=f"cm-{cm.title}")
+pick = st.selectbox("Changed predictions: discrete vs", view.variants)
+ch = view.changed[pick]
+st.caption(f"{len(ch)} examples changed; {sum(c.fixed for c in ch)} fixed by the continuous "
            f"prompt")
 if ch:
-    st.dataframe(pd.DataFrame(ch), hide_index=True)
+    st.dataframe(pd.DataFrame([c.as_row() for c in ch]), hide_index=True)

@@ -3,12 +3,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core import data as D
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.fewshot import METHODS, SweepSpec, summarize
-from ptuning_core.jobs import QueueFull
-from ptuning_core.train import TrainConfig
+from ptuning_core.api import (DEFAULT_SEEDS, METHODS, SHOWN_ERRORS, USER_ERRORS, SweepSpec,
+                              TrainConfig)
 from ui.common import backbone, service, session_id
 
 st.title("Few-shot sweep")
@@ -17,7 +13,7 @@ sid = session_id()
 bb = backbone()
 if bb is None:
     st.stop()
-cls = [d for d in D.list_datasets() if D.dataset_info(d)["label_space"] == "classes"]
+cls = svc.datasets(label_space="classes")
 ds = st.session_state.get("dataset", "sentiment")
 if ds not in cls:
     st.info(f"Few-shot sweeps run on a bundled classification dataset ({', '.join(cls)}); "
@@ -45,33 +41,32 @@ if go_btn:
         k_list = None
     if k_list and methods:
         spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=k_list,
-                         seeds=list(D.DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
+                         seeds=list(DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
                          steps=int(steps), max_eval=int(max_eval))
         try:
             job = svc.submit_sweep(sid, spec, str(bb.device))
             st.session_state["sweep_job"] = job.id
-        except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+        except SHOWN_ERRORS as e:
             st.error(str(e))
 
 
-def chart(rows):
-    summ = summarize(rows)
+def chart(view) -> go.Figure:
+    """Mean ± spread over seeds per method and k (a ``SweepView``), every seed as a dot."""
     fig = go.Figure()
-    for m in sorted({s["method"] for s in summ}):
-        pts = [s for s in summ if s["method"] == m]
-        fig.add_trace(go.Scatter(x=[p["k"] for p in pts], y=[p["mean"] for p in pts],
-                                 error_y=dict(type="data", array=[p["std"] for p in pts]),
+    for m in sorted({s.method for s in view.summary}):
+        pts = [s for s in view.summary if s.method == m]
+        fig.add_trace(go.Scatter(x=[p.k for p in pts], y=[p.mean for p in pts],
+                                 error_y=dict(type="data", array=[p.std for p in pts]),
                                  mode="lines+markers", name=m))
-        raw = [r for r in rows if r["method"] == m]
-        fig.add_trace(go.Scatter(x=[r["k"] for r in raw], y=[r["accuracy"] for r in raw],
+        raw = [c for c in view.cells if c.method == m]
+        fig.add_trace(go.Scatter(x=[c.k for c in raw], y=[c.accuracy for c in raw],
                                  mode="markers", marker=dict(size=5, opacity=0.4),
-                                 showlegend=False, hovertext=[f"seed {r['seed']}" for r in raw]))
-    ks = sorted({r["k"] for r in rows})
-    fig.update_xaxes(tickvals=ks, ticktext=[str(k) for k in ks])
+                                 showlegend=False, hovertext=[f"seed {c.seed}" for c in raw]))
+    fig.update_xaxes(tickvals=view.ks, ticktext=[str(k) for k in view.ks])
     fig.update_layout(xaxis_type="log", xaxis_title="k (examples per class)",
                       yaxis_title="test accuracy", height=420,
                       margin=dict(l=10, r=10, t=10, b=10))
-    return fig, summ
+    return fig
 
 
 @st.fragment(run_every=2.0)
@@ -87,15 +82,13 @@ def live():
         if job.error:
             st.error(job.error)
         return  # the finished sweep is drawn once, below, from the store
-    snap = job.snapshot()
-    cells = [e for e in snap["events"] if e.get("type") == "cell"]
-    if cells:
-        st.progress(cells[-1]["done"] / cells[-1]["total"],
-                    text=f"{cells[-1]['done']}/{cells[-1]['total']} runs · {snap['status']}")
-        fig, _ = chart(cells)
-        st.plotly_chart(fig, key=f"live-sweep-{len(cells)}")
+    live_view = svc.sweep_progress(jid)
+    if live_view is not None and live_view.cells:
+        st.progress(live_view.done / live_view.total,
+                    text=f"{live_view.done}/{live_view.total} runs · {live_view.status}")
+        st.plotly_chart(chart(live_view), key=f"live-sweep-{live_view.done}")
     elif not job.done:
-        st.progress(0.0, text=f"starting… ({snap['status']})")
+        st.progress(0.0, text=f"starting… ({job.status})")
     if job.error:
         st.error(job.error)
     if not job.done and st.button("Stop sweep"):
@@ -107,25 +100,26 @@ def live():
 
 live()
 st.subheader("Stored sweeps")
-sweeps = svc.store.list(kind="sweep")
+sweeps = {s.id: s for s in svc.runs("sweep")}
 if sweeps:
-    sw = st.selectbox("Open", [s["id"] for s in sweeps],
-                      format_func=lambda i: next(f"{s['name']} · {s['status']} · {i}"
-                                                 for s in sweeps if s["id"] == i))
-    entry = svc.store.get(sw)
-    res = entry["result"] or {}
-    if svc.can_manage(sid, entry["owner"]) and st.button("Delete this sweep"):
+    sw = st.selectbox("Open", list(sweeps),
+                      format_func=lambda i: f"{sweeps[i].name} · {sweeps[i].status} · {i}")
+    try:
+        view = svc.sweep(sw)
+    except USER_ERRORS as e:
+        st.error(str(e))
+        st.stop()
+    if svc.can_manage(sid, view.owner) and st.button("Delete this sweep"):
         try:
             svc.delete_run(sw, sid)
             st.rerun()
         except USER_ERRORS as e:
             st.error(str(e))
-    if res.get("rows"):
-        fig, summ = chart(res["rows"])
-        st.plotly_chart(fig, key=f"sweep-{sw}")
-        df = pd.DataFrame(summ)
-        st.dataframe(df, hide_index=True)
-        st.download_button("Download CSV", pd.DataFrame(res["rows"]).to_csv(index=False),
+    if view.cells:
+        st.plotly_chart(chart(view), key=f"sweep-{sw}")
+        st.dataframe(pd.DataFrame([p.as_row() for p in view.summary]), hide_index=True)
+        st.download_button("Download CSV",
+                           pd.DataFrame([c.as_row() for c in view.cells]).to_csv(index=False),
                            file_name=f"sweep-{sw}.csv", mime="text/csv")
 else:
     st.caption("None yet.")

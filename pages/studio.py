@@ -2,11 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.encoding import compile_layout, encode, label_token_ids, token_strip
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.template import (TemplateError, editable_words, parse, to_continuous,
-                                   to_discrete, toggle_word)
-from ptuning_core.verbalizer import Verbalizer, VerbalizerError
+from ptuning_core.api import SHOWN_ERRORS
 from ui.common import backbone, dataset_context, error_html, service, token_strip_html
 
 st.title("Template Studio")
@@ -36,51 +32,9 @@ with st.expander("Template syntax", expanded=False):
                 "`\\[ \\] \\{ \\}` literal brackets")
 
 src = st.text_input("Template", key="template_input")
-tpl, layout = None, None
-try:
-    tpl = parse(src, fields=ctx["fields"])
-    layout = compile_layout(tpl, bb.tokenizer, bb.kind)
-    st.session_state["template"] = src  # only a template that compiles is carried to Train
-    st.session_state.pop("template_error", None)
-except TemplateError as e:
-    st.session_state["template_error"] = e.message
-    st.error(f"Template error: {e.message}")
-    st.markdown(error_html(src, e.position), unsafe_allow_html=True)
+template_box = st.container()  # filled once the Studio view is computed below
 
-if layout is not None:
-    example = ctx["rows"][0]
-    try:
-        strip = token_strip(layout, example, bb.tokenizer, bb.max_length)
-        st.markdown(token_strip_html(strip), unsafe_allow_html=True)
-        n_tok = len(strip)
-        st.caption(f"{n_tok} tokens on the first example · {layout.n_pseudo} pseudo tokens · "
-                   f"context {bb.max_length}")
-        if encode(layout, example, bb.tokenizer, bb.max_length).truncated:
-            st.warning(f"this example is longer than the model's context ({bb.max_length} "
-                       f"tokens): its text is cut to fit")
-    except TemplateError as e:
-        st.error(f"Template error: {e.message}")
-    for w in layout.warnings:
-        st.warning(w)
-
-    st.markdown("**Words of the template** — click to cycle discrete → pseudo → anchor")
-    def _set(new):
-        st.session_state["template_input"] = new
-
-    words = editable_words(tpl)
-    if words:
-        cols = st.columns(10)
-        for i, (w, role) in enumerate(words):
-            icon = {"discrete": "", "pseudo": ":material/blur_on: ",
-                    "anchor": ":material/anchor: "}[role]
-            cols[i % len(cols)].button(f"{icon}{w}", key=f"w{i}-{w}-{role}", help=f"now: {role}",
-                                       on_click=_set, args=(toggle_word(tpl, i),))
-    c1, c2, _ = st.columns([1, 1, 3])
-    c1.button("Make continuous", on_click=_set, args=(to_continuous(tpl),))
-    c2.button("Make discrete", on_click=_set, args=(to_discrete(tpl),))
-
-# ---- verbalizer -----------------------------------------------------------------------------
-verb = None
+spec = None  # the label words as edited (None: open vocabulary)
 if ctx["vocab"]:
     st.info("Open-vocabulary task: the model may answer any single token (precision@1).")
 else:
@@ -93,37 +47,71 @@ else:
                             disabled=["class"], hide_index=True)
     spec = {r["class"]: [w.strip() for w in str(r["label words"]).split(",") if w.strip()]
             for _, r in edited.iterrows()}
-    try:
-        verb = Verbalizer.parse(spec)
-        if layout is not None:
-            cv = verb.compile(layout, bb.tokenizer)
-            toks = [{"class": c, "word": w,
-                     "tokens": " | ".join(bb.tokenizer.decode([t])
-                                          for t in label_token_ids(layout, bb.tokenizer, w))}
-                    for c in verb.classes for w in verb.words[c]]
-            st.dataframe(pd.DataFrame(toks), hide_index=True)
-            for w in cv.warnings:
-                st.warning(w)
-        st.session_state["verbalizer"] = verb.to_dict()
-    except VerbalizerError as e:
-        st.error(f"Verbalizer: {e}")
-        verb = None
+verb_box = st.container()
+
+model = st.session_state.get("model", "default")
+try:
+    view = service().studio(model, src, ctx["fields"], spec, ctx["rows"][0])
+except SHOWN_ERRORS as e:
+    st.error(str(e))
+    st.stop()
+
+with template_box:
+    if not view.ok:
+        st.session_state["template_error"] = view.error
+        st.error(view.error_line)
+        st.markdown(error_html(src, view.error_position), unsafe_allow_html=True)
+    else:
+        st.session_state["template"] = src  # only a template that compiles is carried to Train
+        st.session_state.pop("template_error", None)
+        if view.example_error:
+            st.error(f"Template error: {view.example_error}")
+        else:
+            st.markdown(token_strip_html(view.tokens), unsafe_allow_html=True)
+            st.caption(f"{view.n_tokens} tokens on the first example · {view.n_pseudo} pseudo "
+                       f"tokens · context {view.max_length}")
+            if view.truncated:
+                st.warning(f"this example is longer than the model's context "
+                           f"({view.max_length} tokens): its text is cut to fit")
+        for w in view.warnings:
+            st.warning(w)
+
+        st.markdown("**Words of the template** — click to cycle discrete → pseudo → anchor")
+
+        def _set(new):
+            st.session_state["template_input"] = new
+
+        if view.words:
+            cols = st.columns(10)
+            for i, w in enumerate(view.words):
+                icon = {"discrete": "", "pseudo": ":material/blur_on: ",
+                        "anchor": ":material/anchor: "}[w.role]
+                cols[i % len(cols)].button(f"{icon}{w.word}", key=f"w{i}-{w.word}-{w.role}",
+                                           help=f"now: {w.role}", on_click=_set,
+                                           args=(w.source,))
+        c1, c2, _ = st.columns([1, 1, 3])
+        c1.button("Make continuous", on_click=_set, args=(view.continuous_source,))
+        c2.button("Make discrete", on_click=_set, args=(view.discrete_source,))
+
+# ---- verbalizer -----------------------------------------------------------------------------
+with verb_box:
+    if view.verbalizer_error:
+        st.error(f"Verbalizer: {view.verbalizer_error}")
+    elif view.label_tokens:
+        st.dataframe(pd.DataFrame([{"class": t.cls, "word": t.word, "tokens": t.tokens}
+                                   for t in view.label_tokens]), hide_index=True)
+    for w in view.verbalizer_warnings:
+        st.warning(w)
+if view.verbalizer is not None:
+    st.session_state["verbalizer"] = {c: list(ws) for c, ws in view.verbalizer.items()}
 
 # ---- preview --------------------------------------------------------------------------------
-if layout is not None and (verb is not None or ctx["vocab"]):
+if view.ok and (view.verbalizer is not None or ctx["vocab"]):
     st.subheader("Preview: zero-shot on the discrete version")
-    dsrc = to_discrete(tpl)
-    st.caption(f"discrete template: `{dsrc}`")
-    rows = ctx["rows"][:5]
+    st.caption(f"discrete template: `{view.discrete_source}`")
     try:
-        preds = service().preview(st.session_state.get("model", "default"), dsrc,
-                                  verb.to_dict() if verb is not None else None, ctx["fields"],
-                                  ctx["label_field"], rows)
-        table = []
-        for p in preds:
-            row = {"example": p["text"], "gold": p["gold"], "prediction": p["pred"]}
-            row.update(p.get("probs", {}))
-            table.append(row)
-        st.dataframe(pd.DataFrame(table), hide_index=True)
-    except USER_ERRORS as e:
+        preds = service().preview(model, view.discrete_source, view.verbalizer, ctx["fields"],
+                                  ctx["label_field"], ctx["rows"][:5])
+        st.dataframe(pd.DataFrame([p.as_row() for p in preds]), hide_index=True)
+    except SHOWN_ERRORS as e:
         st.error(str(e))

@@ -1,10 +1,7 @@
 """Train: a run form with sensible defaults, your live run (after a refresh too), the queue."""
 import streamlit as st
 
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.experiment import USER_ERRORS, RunSpec
-from ptuning_core.jobs import QueueFull
-from ptuning_core.train import TrainConfig
+from ptuning_core.api import SHOWN_ERRORS, RunSpec, TrainConfig
 from ui.common import (base_url, job_panel, page_setup, queue_panel, share_query,
                        verbalizer_for)
 
@@ -47,12 +44,11 @@ with st.form("run"):
                                  key="f_max_eval")
     name = st.text_input("Run name (optional)", key="f_name")
     model_name = st.session_state.get("model", "default")
-    same = [r for r in svc.store.list() if r["kind"] == "train" and r["status"] in
-            ("finished", "stopped") and r["config"].get("template") == template
-            and r["config"].get("model") == model_name]
-    resume = st.selectbox("Continue from run (optional)", [None] + [r["id"] for r in same],
+    same = [r for r in svc.runs("train") if r.status in ("finished", "stopped")
+            and r.template == template and r.model == model_name]
+    resume = st.selectbox("Continue from run (optional)", [None] + [r.id for r in same],
                           format_func=lambda i: "— start fresh —" if i is None else
-                          next(f"{r['name']} · {i}" for r in same if r["id"] == i),
+                          next(f"{r.name} · {i}" for r in same if r.id == i),
                           key="f_resume", help="same template and model; pick its encoder")
     go = st.form_submit_button("Train", type="primary")
 
@@ -71,7 +67,7 @@ if go:
         job = svc.submit_run(sid, spec)
         st.session_state["active_job"] = job.id
         st.session_state.setdefault("my_jobs", []).append(job.id)
-    except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+    except SHOWN_ERRORS as e:
         st.error(str(e))
 
 active = st.session_state.get("active_job")

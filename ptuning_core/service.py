@@ -128,6 +128,11 @@ class Service:
         self._previews = LRU(lambda: self.PREVIEW_CACHE)
         self._prompts = LRU(lambda: self.PROMPT_CACHE)  # run id -> [prompt, model]
         self._predictions = LRU(lambda: self.PREDICTION_CACHE)
+        # the pages' typed views (section "typed views for the pages" below)
+        self._studio = LRU(lambda: self.STUDIO_CACHE)
+        self._embeddings = LRU(lambda: self.EMBEDDINGS_CACHE)
+        self._maps = LRU(lambda: self.MAP_CACHE)
+        self._retests = LRU(lambda: self.RETEST_CACHE)  # job id / "run:<id>" -> RetestResult
 
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
@@ -235,29 +240,6 @@ class Service:
                 "ptuning_templates": {"causal": ptpl, "masked": ptpl + " ."},
                 "description": f"{train_ref} ({len(train.rows)} rows) evaluated on {eval_ref}",
                 "vocab": False, "warnings": train.warnings}
-
-    PREVIEW_CACHE = 64
-
-    def preview(self, model: str, template: str, verbalizer: Optional[dict], fields: list,
-                label_field: str, rows: list) -> list:
-        """Zero-shot predictions of a discrete template on a few rows (Template Studio),
-        remembered per template so a rerun of the page costs nothing. Bounded (LRU)."""
-        key = json.dumps([model, template, verbalizer, fields, label_field, rows],
-                         sort_keys=True)
-        hit = self._previews.get(key)
-        if hit is not None:
-            return hit
-        from .evaluate import evaluate
-        from .model import PromptModel
-        from .registry import get_backbone
-        from .verbalizer import Verbalizer
-        self.settings.check_model(model)
-        bb = get_backbone(model, "auto")
-        verb = Verbalizer.parse(verbalizer) if verbalizer is not None else None
-        preds = evaluate(PromptModel(bb, template, verb, "none", 0, fields), rows,
-                         label_field)["predictions"]
-        self._previews.put(key, preds)
-        return preds
 
     # ---- using a learned prompt (no encoder) -------------------------------------------------
     PROMPT_CACHE = 8  # loaded fixed prompts (each a small PromptModel over the shared backbone)
@@ -589,3 +571,208 @@ class Service:
         except USER_ERRORS as e:
             out["problems"].append(str(e))
         return out
+
+    # ---- typed views for the pages (the door; ptuning_core/views.py builds them) --------------
+    STUDIO_CACHE = 128
+    PREVIEW_CACHE = 64
+    EMBEDDINGS_CACHE = 32
+    MAP_CACHE = 8
+    RETEST_CACHE = 64
+
+    def backbone(self, model: Optional[str] = None):
+        """The shared frozen model, if this server allows it (ModelLoadError otherwise)."""
+        from .registry import get_backbone
+        return get_backbone(self.settings.check_model(model or DEFAULT_MODEL), "auto")
+
+    def datasets(self, label_space: Optional[str] = None) -> list:
+        """The bundled datasets' names (only those of one ``label_space``: classes | vocab)."""
+        from . import data as D
+        names = D.list_datasets()
+        return [n for n in names if label_space is None or
+                D.dataset_info(n)["label_space"] == label_space]
+
+    def dataset_info(self, name: str) -> dict:
+        """A bundled dataset's manifest entry (DataError when there is none)."""
+        from . import data as D
+        return D.dataset_info(name)
+
+    def dataset_rows(self, name: str, split: str) -> list:
+        """The rows of a bundled dataset's split."""
+        from . import data as D
+        return D.load_ref(self.check_data_ref(f"{name}:{split}")).rows
+
+    def upload_columns(self, raw: bytes, filename: str) -> list:
+        """The columns of a file about to be uploaded (DataError when it cannot be read)."""
+        from . import data as D
+        if len(raw) > self.settings.max_upload_mb * 2 ** 20:
+            raise D.DataError(f"the file is larger than this server's limit "
+                              f"({self.settings.max_upload_mb} MB)")
+        return D.parse_bytes(raw, filename).columns
+
+    def studio(self, model: str, template_src: str, fields: list,
+               verbalizer_spec: Optional[dict], example_row: dict):
+        """Template Studio for one template: a ``StudioView`` (a bad template comes back as its
+        one-line error and position, never raised). Remembered per input (LRU)."""
+        from .views import studio_view
+        model = self.settings.check_model(model)
+        key = json.dumps([model, template_src, fields, verbalizer_spec, example_row],
+                         sort_keys=True, default=str)
+        hit = self._studio.get(key)
+        if hit is None:
+            hit = studio_view(self.backbone(model), template_src, fields, verbalizer_spec,
+                              example_row)
+            self._studio.put(key, hit)
+        return hit
+
+    def preview(self, model: str, template: str, verbalizer: Optional[dict], fields: list,
+                label_field: str, rows: list) -> tuple:
+        """Zero-shot predictions (``PreviewRow``) of a discrete template on a few rows (Template
+        Studio), remembered per template so a rerun of the page costs nothing. Bounded (LRU)."""
+        from .views import preview_rows
+        model = self.settings.check_model(model)
+        key = json.dumps([model, template, verbalizer, fields, label_field, rows],
+                         sort_keys=True, default=str)
+        hit = self._previews.get(key)
+        if hit is not None:
+            return hit
+        from .evaluate import evaluate
+        from .model import PromptModel
+        from .verbalizer import Verbalizer
+        verb = Verbalizer.parse(verbalizer) if verbalizer is not None else None
+        preds = evaluate(PromptModel(self.backbone(model), template, verb, "none", 0, fields),
+                         rows, label_field)["predictions"]
+        out = preview_rows(preds)
+        self._previews.put(key, out)
+        return out
+
+    def _run_backbone(self, run_id: str):
+        """(backbone) of the model a stored run was trained on, if it exists and is allowed."""
+        from .portable import PromptFileError
+        run = self.store.get(run_id, details=False)
+        if run is None:
+            self._forget_views(run_id)
+            raise PromptFileError(f"no run {run_id}")
+        return self.backbone((run.get("config") or {}).get("model") or DEFAULT_MODEL)
+
+    def _forget_views(self, run_id: str) -> None:
+        self._embeddings.drop(lambda k: k[0] == run_id)
+        self._maps.drop(lambda k: k[0] == run_id)
+
+    def embeddings(self, run_id: str, k: int = 5, words_only: bool = False):
+        """What a run's pseudo tokens learned (``EmbeddingsView``): nearest tokens, drift,
+        similarities, the discretized template, trajectory steps and losses. Cached (LRU)."""
+        from .views import embeddings_view
+        bb = self._run_backbone(run_id)
+        key = (run_id, int(k), bool(words_only))
+        hit = self._embeddings.get(key)
+        if hit is None:
+            hit = embeddings_view(self.store, run_id, bb, int(k), bool(words_only))
+            self._embeddings.put(key, hit)
+        return hit
+
+    def embedding_map(self, run_id: str, method: str = "pca"):
+        """The 2-D map (``EmbeddingMap``) of a run's pseudo tokens among the vocabulary, by
+        ``pca`` or ``tsne``. Cached (LRU)."""
+        from .views import embedding_map
+        if method not in ("pca", "tsne"):
+            raise ConfigError(f"unknown projection '{method}': use pca or tsne")
+        bb = self._run_backbone(run_id)
+        key = (run_id, method)
+        hit = self._maps.get(key)
+        if hit is None:
+            hit = embedding_map(self.store, run_id, bb, method)
+            self._maps.put(key, hit)
+        return hit
+
+    def submit_retest(self, who: str, run_id: str) -> Job:
+        """Queue "discretize and re-test": the run's nearest-word template evaluated on its own
+        evaluation data, paired with its learned prompt. The result (``RetestResult``) is read
+        with ``retest_result(job id)`` or ``last_retest(run id)``."""
+        from .views import load_prompt, retest
+        bb = self._run_backbone(run_id)
+        run = load_prompt(self.store, run_id, bb)[0]  # no prompt / does not fit: raises here
+        ref = (run.get("config") or {}).get("eval")
+        if not ref:
+            raise ConfigError("this run names no evaluation data to re-test on")
+        self.check_data_ref(ref, who)  # someone else's upload stays theirs
+        store, results = self.store, self._retests
+
+        def fn(job: Job):
+            res = retest(store, run_id, bb, callback=job.event)
+            results.put(job.id, res)
+            results.put("run:" + run_id, res)
+            return res
+        return self.submit_task(who, f"re-test {run['name']}", fn, str(bb.device), "retest")
+
+    def retest_result(self, job_id: str):
+        """The ``RetestResult`` of a finished re-test job (None while it runs, or if it failed)."""
+        return self._retests.get(job_id)
+
+    def last_retest(self, run_id: str):
+        """The latest ``RetestResult`` of a run in this server's memory, or None."""
+        return self._retests.get("run:" + run_id)
+
+    def runs(self, kind: Optional[str] = "train", shared_only: bool = False) -> list:
+        """Stored runs of a kind (None: all) as ``RunSummary``s, newest first; no per-example
+        results."""
+        from .views import run_summary
+        return [run_summary(r, (self.store.run_dir(r["id"]) / "prompt.safetensors").is_file())
+                for r in self.store.list(kind=kind, shared_only=shared_only)]
+
+    def run_summary(self, run_id: str):
+        """One run's ``RunSummary`` (None when there is no such run)."""
+        from .views import run_summary
+        run = self.store.get(run_id, details=False)
+        if run is None:
+            return None
+        return run_summary(run, (self.store.run_dir(run_id) / "prompt.safetensors").is_file())
+
+    def run_curves(self, run_id: str) -> tuple:
+        """(losses, dev accuracies) of a stored run, each [(step, value)]; cheap (no details)."""
+        steps = self.store.steps(run_id)
+        return ([(r["step"], r["loss"]) for r in steps if r["loss"] is not None],
+                [(r["step"], r["dev"]) for r in steps if r["dev"] is not None])
+
+    def run_detail(self, run_id: str):
+        """One run for its page (``RunDetail``: summary, curves, confusion matrices), or None."""
+        from .views import run_detail
+        return run_detail(self.store, run_id)
+
+    def export_prompt(self, run_id: str) -> bytes:
+        """A run's learned prompt as a portable .safetensors file (PromptFileError if none)."""
+        import tempfile
+
+        from .portable import export_prompt
+        with tempfile.TemporaryDirectory() as d:
+            return Path(export_prompt(self.store, run_id, Path(d) / "prompt.safetensors")) \
+                .read_bytes()
+
+    def comparison(self, comparison_id: str):
+        """A stored comparison (``ComparisonView``): table, pairwise tests, losses, confusion
+        matrices, changed predictions. StoreError when there is no such comparison."""
+        from .views import comparison_view
+        view = comparison_view(self.store, comparison_id)
+        if view is None:
+            raise StoreError(f"no comparison {comparison_id}")
+        return view
+
+    def sweep(self, sweep_id: str):
+        """A stored few-shot sweep (``SweepView``): every cell and the mean/spread per k."""
+        from .views import sweep_view
+        entry = self.store.get(sweep_id, details=False)
+        if entry is None or entry.get("kind") != "sweep":
+            raise StoreError(f"no sweep {sweep_id}")
+        return sweep_view((entry.get("result") or {}).get("rows") or [], sweep_id,
+                          entry["name"], entry["status"], entry.get("owner") or "")
+
+    def sweep_progress(self, job_id: str):
+        """The cells a running sweep has finished so far (``SweepView``), or None."""
+        from .views import sweep_view
+        job = self.queue.get(job_id)
+        if job is None:
+            return None
+        snap = job.snapshot()
+        cells = [e for e in snap["events"] if e.get("type") == "cell"]
+        last = cells[-1] if cells else {}
+        return sweep_view(cells, "", job.label, snap["status"], job.session,
+                          last.get("done", 0), last.get("total", 0))

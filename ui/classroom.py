@@ -13,7 +13,7 @@ import json
 
 import streamlit as st
 
-from ptuning_core.experiment import USER_ERRORS
+from ptuning_core.api import USER_ERRORS
 from ui.common import dataset_context, service
 
 COOKIE = "ptuning_studio_id"

@@ -7,12 +7,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core import data as D
-from ptuning_core.backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.registry import get_backbone
+from ptuning_core.api import DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError, ModelLoadError
 from ptuning_core.service import Service
-from ptuning_core.stats import fmt_acc, fmt_pct, interval, result_verdict
+from ptuning_core.stats import fmt_pct
 
 ROLE_COLORS = {"field": "#dbeafe", "text": "#e5e7eb", "anchor": "#fde68a", "pseudo": "#c4b5fd",
                "mask": "#fca5a5", "special": "#f3f4f6"}
@@ -31,9 +28,8 @@ def backbone(name: str | None = None):
     """The shared frozen model (one per process); None with an error shown if it fails."""
     name = name or st.session_state.get("model", DEFAULT_MODEL)
     try:
-        service().settings.check_model(name)
         with st.spinner(f"Loading {name}…"):
-            return get_backbone(name, "auto")
+            return service().backbone(name)
     except ModelLoadError as e:
         st.error(str(e))
         return None
@@ -132,8 +128,8 @@ def dataset_context(kind: str | None = None) -> dict | None:
     if name.startswith("class:"):  # an uploaded or Hugging Face dataset the teacher pinned
         return st.session_state.get("class_data")
     try:
-        info = D.dataset_info(name)
-    except D.DataError as e:
+        info = service().dataset_info(name)
+    except DataError as e:
         st.error(str(e))
         return None
     rows = _bundled_rows(name, "train")
@@ -147,7 +143,7 @@ def dataset_context(kind: str | None = None) -> dict | None:
 
 @st.cache_data(show_spinner=False)
 def _bundled_rows(name: str, split: str) -> list:
-    return D.load_ref(f"{name}:{split}").rows
+    return service().dataset_rows(name, split)
 
 
 # ---- sidebar --------------------------------------------------------------------------------
@@ -184,7 +180,7 @@ def sidebar() -> None:
         if bb is not None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
         st.markdown("### Dataset")
-        names = D.list_datasets()
+        names = svc.datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
         cd = st.session_state.get("class_data")
         opts = names + [d["name"] for d in (up, hf, cd) if d]
@@ -202,8 +198,7 @@ def sidebar() -> None:
             f = st.file_uploader("Your data", type=["csv", "tsv", "jsonl"], key="upload_file")
             if f is not None:
                 try:
-                    head = D.parse_bytes(f.getvalue(), f.name)
-                    cols = head.columns
+                    cols = svc.upload_columns(f.getvalue(), f.name)
                     tf = st.multiselect("Text column(s)", cols, default=cols[:1], key="up_text")
                     lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
                     if st.button("Use this file") and tf:
@@ -211,7 +206,7 @@ def sidebar() -> None:
                             session_id(), f.getvalue(), f.name, tf, lf)
                         st.session_state["_dataset_next"] = st.session_state["upload"]["name"]
                         st.rerun()
-                except D.DataError as e:
+                except DataError as e:
                     st.error(str(e))
         with st.expander("Hugging Face dataset"):
             st.caption("Read from this machine's datasets cache, e.g. hf:glue/sst2:train and "
@@ -227,17 +222,18 @@ def sidebar() -> None:
                         tr.strip(), (ev or tr).strip(), tf.split(","), lf.strip())
                     st.session_state["_dataset_next"] = st.session_state["hfdata"]["name"]
                     st.rerun()
-                except D.DataError as e:
+                except DataError as e:
                     st.error(str(e))
 
 
 # ---- template display -----------------------------------------------------------------------
 def token_strip_html(strip: list) -> str:
+    """The Studio's token strip (``StripToken``s) coloured by role, with a legend."""
     spans = []
     for t in strip:
-        tok = html.escape(t["token"]).replace(" ", "␣")
-        spans.append(f'<span title="{ROLE_NAMES[t["role"]]}" style="background:'
-                     f'{ROLE_COLORS[t["role"]]};padding:2px 4px;margin:1px;border-radius:4px;'
+        tok = html.escape(t.text).replace(" ", "␣")
+        spans.append(f'<span title="{ROLE_NAMES[t.role]}" style="background:'
+                     f'{ROLE_COLORS[t.role]};padding:2px 4px;margin:1px;border-radius:4px;'
                      f'font-family:monospace;display:inline-block">{tok}</span>')
     legend = " ".join(f'<span style="background:{ROLE_COLORS[r]};padding:1px 6px;'
                       f'border-radius:4px;font-size:0.8em">{n}</span>'
@@ -306,9 +302,7 @@ def job_panel(job_id: str) -> None:
             st.progress(*progress_line(p, stopping))
         losses, dev = p["losses"], p["dev"]
         if job.done and job.run_id:  # a done job keeps no curves: read the stored ones
-            stored = svc.store.steps(job.run_id)
-            losses = [(r["step"], r["loss"]) for r in stored if r["loss"] is not None]
-            dev = [(r["step"], r["dev"]) for r in stored if r["dev"] is not None]
+            losses, dev = svc.run_curves(job.run_id)
         if losses:
             st.plotly_chart(loss_figure({"loss": losses}, {"run": dev}), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
@@ -327,15 +321,15 @@ def job_panel(job_id: str) -> None:
         status = "stopping…" if stopping else snap["status"]
         c2.markdown(f"**Status:** {status}" + (f" — {snap['error']}" if snap["error"] else ""))
         if job.done and job.run_id:
-            run = svc.store.get(job.run_id, details=False)
-            res = (run or {}).get("result") or {}
-            if res.get("discrete"):
-                result_summary(res)
+            run = svc.run_summary(job.run_id)
+            if run is not None and run.discrete:
+                result_summary(run)
     _panel()
 
 
 PHASES = {"discrete": "evaluating the discrete prompt", "train": "training",
-          "dev evaluation": "evaluating on the dev set", "evaluate": "evaluating the learned prompt"}
+          "dev evaluation": "evaluating on the dev set", "evaluate": "evaluating the learned prompt",
+          "re-test": "evaluating the nearest-word template"}
 
 
 def progress_line(p: dict, stopping: bool = False) -> tuple:
@@ -359,39 +353,33 @@ def progress_line(p: dict, stopping: bool = False) -> tuple:
                                     f"loss {p.get('loss', float('nan')):.4f}")
 
 
-def result_summary(res: dict) -> None:
-    """Accuracies with their 95% intervals, the paired verdict in words, accuracy by tag."""
-    d, c = res["discrete"], res.get("continuous")
+def result_summary(run) -> None:
+    """A run's accuracies (``RunSummary``) with their 95% intervals, the paired verdict in
+    words, accuracy by tag."""
+    d, c, word = run.discrete, run.continuous, run.word
     cols = st.columns(3)
-    word = "precision@1" if res.get("label_space") == "vocab" else "accuracy"
-    cols[0].metric(f"discrete {word}", fmt_pct(d["accuracy"]), help=d["template"])
-    cols[0].caption(f"95% CI {fmt_acc(d['accuracy'], interval(d)).split(' ', 1)[1]} · n={d['n']}")
+    cols[0].metric(f"discrete {word}", fmt_pct(d.accuracy), help=d.template)
+    cols[0].caption(f"95% CI {d.text.split(' ', 1)[1]} · n={d.n}")
     if c:
-        cols[1].metric(f"continuous {word}", fmt_pct(c["accuracy"]),
-                       delta=f"{100 * (c['accuracy'] - d['accuracy']):+.1f} points",
-                       help=c["template"])
-        cols[1].caption(f"95% CI {fmt_acc(c['accuracy'], interval(c)).split(' ', 1)[1]} · "
-                        f"n={c['n']}")
-        if res.get("train"):
-            cols[2].metric("seconds / step", f"{res['train']['seconds_per_step']:.2f}")
-    if result_verdict(res):
-        st.info(result_verdict(res))
-    tags = res.get("by_tag")
-    if tags:
-        rows = []
-        for key in ("discrete", "continuous"):
-            for tag, v in (tags.get(key) or {}).items():
-                rows.append({"prompt": key, "tag": tag, "n": v["n"], "accuracy": v["accuracy"],
-                             "95% CI": fmt_acc(v["accuracy"], v["ci95"])})
+        cols[1].metric(f"continuous {word}", fmt_pct(c.accuracy),
+                       delta=f"{100 * (c.accuracy - d.accuracy):+.1f} points", help=c.template)
+        cols[1].caption(f"95% CI {c.text.split(' ', 1)[1]} · n={c.n}")
+        if run.seconds_per_step is not None:
+            cols[2].metric("seconds / step", f"{run.seconds_per_step:.2f}")
+    if run.verdict:
+        st.info(run.verdict)
+    if run.by_tag:
         with st.expander("Accuracy by kind of example (tag)"):
-            st.dataframe(pd.DataFrame(rows), hide_index=True)
+            st.dataframe(pd.DataFrame([{"prompt": t.prompt, "tag": t.tag, "n": t.score.n,
+                                        "accuracy": t.score.accuracy, "95% CI": t.score.text}
+                                       for t in run.by_tag]), hide_index=True)
 
 
 def pick_run(label: str, runs: list) -> str:
-    """A run picker that opens the run named by the link's ``?run=<id>`` when there is one and
-    keeps its choice (by id) when a run is renamed or another one appears."""
-    ids = [r["id"] for r in runs]
-    names = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
+    """A run picker (``RunSummary``s) that opens the run named by the link's ``?run=<id>`` when
+    there is one and keeps its choice (by id) when a run is renamed or another one appears."""
+    ids = [r.id for r in runs]
+    names = {r.id: f"{r.name} · {r.status} · {r.id}" for r in runs}
     key = f"pick-{label}"
     wanted = st.query_params.get("run")
     if st.session_state.get(key) not in ids:
@@ -445,21 +433,13 @@ def queue_panel() -> None:
 
 
 def runs_frame(runs: list) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        res = r.get("result") or {}
-        cfg = r.get("config") or {}
-        d, c = res.get("discrete") or {}, res.get("continuous") or {}
-        rows.append({"id": r["id"], "name": r["name"], "status": r["status"],
-                     "template": cfg.get("template", ""),
-                     "dataset": str(cfg.get("train", "")).split("/")[-1],
-                     "discrete": d.get("accuracy"),
-                     "discrete 95% CI": fmt_acc(d["accuracy"], interval(d)) if d else None,
-                     "continuous": c.get("accuracy"),
-                     "continuous 95% CI": fmt_acc(c["accuracy"], interval(c)) if c else None,
-                     "n": c.get("n") or d.get("n"),
-                     "p (McNemar)": (res.get("paired") or {}).get("mcnemar_p"),
-                     "steps": (res.get("train") or {}).get("steps"),
-                     "shared": r.get("shared"),
-                     "created": pd.to_datetime(r["created"], unit="s")})
-    return pd.DataFrame(rows)
+    """The Runs table from ``RunSummary``s."""
+    return pd.DataFrame([{
+        "id": r.id, "name": r.name, "status": r.status, "template": r.template,
+        "dataset": r.train_ref.split("/")[-1],
+        "discrete": r.discrete.accuracy if r.discrete else None,
+        "discrete 95% CI": r.discrete.text if r.discrete else None,
+        "continuous": r.continuous.accuracy if r.continuous else None,
+        "continuous 95% CI": r.continuous.text if r.continuous else None,
+        "n": r.n, "p (McNemar)": r.mcnemar_p, "steps": r.steps, "shared": r.shared,
+        "created": pd.to_datetime(r.created, unit="s")} for r in runs])

@@ -7,11 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core import data as D
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.jobs import QueueFull
-from ptuning_core.learned import Evaluation, NoLearnedPrompt, Prediction
+from ptuning_core.api import (SHOWN_ERRORS, USER_ERRORS, DataError, Evaluation, ModelLoadError,
+                              NoLearnedPrompt, Prediction)
 from ptuning_core.stats import fmt_acc, fmt_pct, result_verdict
 from ui.common import heartbeat, progress_line, service, session_id
 
@@ -20,9 +17,10 @@ OWN_CHOICE = "own"
 MAX_EXAMPLES = 5000
 
 
-def use_prompt_panel(run: dict) -> None:
-    """*Try it* and *Evaluate on…* for a run that learned a prompt (nothing otherwise)."""
-    rid = run["id"]
+def use_prompt_panel(run) -> None:
+    """*Try it* and *Evaluate on…* for a run (``RunSummary``) that learned a prompt (nothing
+    otherwise)."""
+    rid = run.id
     try:
         lp = service().learned_prompt(rid)
     except NoLearnedPrompt:
@@ -31,7 +29,7 @@ def use_prompt_panel(run: dict) -> None:
         st.error(str(e))
         return
     try_it(rid, lp.fields)
-    evaluate_on(rid, run["config"])
+    evaluate_on(rid, run.eval_ref or None, run.max_eval)
 
 
 # ---- Try it --------------------------------------------------------------------------------
@@ -68,14 +66,14 @@ def try_it(rid: str, fields: list) -> None:
 def data_choices(own: str | None) -> list:
     """Every bundled split, the run's own evaluation data when it is something else (an
     upload), and a free hf: reference."""
-    splits = [f"{n}:{s}" for n in D.list_datasets() for s in D.dataset_info(n)["files"]]
+    svc = service()
+    splits = [f"{n}:{s}" for n in svc.datasets() for s in svc.dataset_info(n)["files"]]
     extra = [OWN_CHOICE] if own and own not in splits and not own.startswith("hf:") else []
     return extra + splits + [HF_CHOICE]
 
 
-def evaluate_on(rid: str, cfg: dict) -> None:
+def evaluate_on(rid: str, own: str | None, max_eval: int | None) -> None:
     svc = service()
-    own = cfg.get("eval")
     with st.expander("Evaluate on…"):
         st.caption("The learned prompt and its discrete template on other data (or again on "
                    "the run's own: same data and number of examples give the same accuracy). "
@@ -89,7 +87,7 @@ def evaluate_on(rid: str, cfg: dict) -> None:
                                     OWN_CHOICE: "this run's evaluation data",
                                     HF_CHOICE: "a Hugging Face dataset (hf:NAME:SPLIT)"}.get(o, o))
         n = c[1].number_input("First N examples", 1, MAX_EXAMPLES,
-                              min(int(cfg.get("max_eval") or 200), MAX_EXAMPLES),
+                              min(int(max_eval or 200), MAX_EXAMPLES),
                               key=f"ev-n-{rid}")
         ref = own if choice == OWN_CHOICE else choice
         if choice == HF_CHOICE:
@@ -99,10 +97,10 @@ def evaluate_on(rid: str, cfg: dict) -> None:
         if st.button("Evaluate", key=f"ev-go-{rid}"):
             try:
                 if not ref:
-                    raise D.DataError("type a reference of the form hf:NAME[/CONFIG]:SPLIT")
+                    raise DataError("type a reference of the form hf:NAME[/CONFIG]:SPLIT")
                 job = svc.submit_evaluation(session_id(), rid, ref, int(n))
                 st.session_state[f"ev-job-{rid}"] = job.id
-            except (ModelLoadError, QueueFull, *USER_ERRORS) as e:
+            except SHOWN_ERRORS as e:
                 st.error(str(e))
         _job_progress(rid)
         _results(svc.evaluations(rid))

@@ -1,0 +1,38 @@
+"""The names pages and ui/ may use, besides ``Service`` itself: request types, the defaults,
+error classes and the typed results the service returns. Together with ``service.py`` this is
+the one door into the core; pages import nothing else from ``ptuning_core`` (except the pure
+formatting helpers of ``stats``). tests/test_door.py checks it."""
+from __future__ import annotations
+
+from .backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
+from .compare import VARIANTS
+from .data import DEFAULT_SEEDS, DataError
+from .experiment import USER_ERRORS, RunSpec
+from .fewshot import METHODS, SweepSpec
+from .jobs import Job, QueueFull
+from .learned import Evaluation, NoLearnedPrompt, Prediction
+from .portable import PromptFileError
+from .train import ConfigError, TrainConfig
+from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion, EmbeddingMap,
+                    EmbeddingsView, LabelTokens, Neighbour, PairTest, PreviewRow, PseudoToken,
+                    RetestResult, RunDetail, RunSummary, StripToken, StudioView, SweepCell, SweepPoint, SweepView,
+                    TagAccuracy, WordChoice)
+
+__all__ = [
+    # requests and their defaults (TrainConfig holds the one set of training defaults)
+    "RunSpec", "TrainConfig", "SweepSpec", "VARIANTS", "METHODS", "DEFAULT_MODEL",
+    "DEFAULT_LABEL", "DEFAULT_SEEDS",
+    # errors: USER_ERRORS are one line for the user; the others are shown the same way
+    "USER_ERRORS", "ConfigError", "DataError", "ModelLoadError", "PromptFileError",
+    "NoLearnedPrompt", "QueueFull",
+    # what comes back
+    "Job", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
+    "PreviewRow", "EmbeddingsView", "PseudoToken", "Neighbour", "EmbeddingMap", "RetestResult",
+    "ComparisonView", "ComparisonRow", "PairTest", "Confusion", "ChangedPrediction",
+    "SweepView", "SweepCell", "SweepPoint", "RunSummary", "RunDetail", "Accuracy", "TagAccuracy",
+]
+
+# What a page shows as one line without a traceback: the user errors, a model this server will
+# not load, a full queue.
+SHOWN_ERRORS = (ModelLoadError, QueueFull, *USER_ERRORS)
+__all__.append("SHOWN_ERRORS")

@@ -1,0 +1,267 @@
+"""The Service is the only door: pages and ui/ import nothing from the engine, and the typed
+views the pages draw come from the service (tiny models, no browser)."""
+import ast
+import time
+from pathlib import Path
+
+import pytest
+
+from ptuning_core.api import RetestResult, RunSpec, StudioView, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = {"model", "train", "evaluate", "experiment", "fewshot", "compare", "backbone", "registry",
+          "store", "jobs", "encoding", "template", "verbalizer", "projections", "portable",
+          "learned", "data", "views", "hfdata", "uploads", "classroom", "identity", "access"}
+# what pages and ui/ may import from the core: the door (service + its vocabulary) and the
+# pure formatting helpers of stats
+ALLOWED = {"ptuning_core.service", "ptuning_core.api", "ptuning_core.stats"}
+
+
+def core_imports(path: Path) -> list:
+    """Every ptuning_core module a file imports (at any depth, also inside functions)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "ptuning_core":  # from ptuning_core import data
+                out += [(node.lineno, f"ptuning_core.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, node.module))
+    return [(n, m) for n, m in out if m == "ptuning_core" or m.startswith("ptuning_core.")]
+
+
+def door_files() -> list:
+    files = sorted((ROOT / "pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py")) + \
+        [ROOT / "app.py"]
+    assert len(files) > 5
+    return files
+
+
+def test_pages_and_ui_import_only_the_door():
+    bad = []
+    for f in door_files():
+        for line, mod in core_imports(f):
+            if mod not in ALLOWED or mod.split(".")[1] in ENGINE:
+                bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
+    assert not bad, "pages/ui must go through ptuning_core.service:\n" + "\n".join(bad)
+
+
+def test_the_door_check_sees_every_form_of_import(tmp_path):
+    p = tmp_path / "page.py"
+    p.write_text("import ptuning_core.model\nfrom ptuning_core import data as D\n"
+                 "def f():\n    from ptuning_core.template import parse\n"
+                 "from ptuning_core.service import Service\n")
+    assert sorted(m for _, m in core_imports(p)) == [
+        "ptuning_core.data", "ptuning_core.model", "ptuning_core.service",
+        "ptuning_core.template"]
+
+
+# ---- the service's typed views on a tiny model ------------------------------------------------
+@pytest.fixture
+def svc(tiny_app):
+    return tiny_app[0]
+
+
+VERB = {"negative": ["terrible"], "positive": ["great"]}
+ROW = {"sentence": "the movie was fun", "label": "positive"}
+
+
+def test_studio_reports_a_bad_template_as_one_line_with_its_position(svc):
+    view = svc.studio(svc.settings.allowed_models[0], "{sentence} It was [MASK", ["sentence"],
+                      VERB, ROW)
+    assert isinstance(view, StudioView) and not view.ok
+    assert view.error and "\n" not in view.error_line
+    assert view.error_line.startswith("Template error: ")
+    assert view.error_position == len("{sentence} It was ")  # where the open tag starts
+    assert view.tokens == () and view.words == ()
+    # an unknown field is reported at the field
+    view = svc.studio(svc.settings.allowed_models[0], "It was {text} [MASK]", ["sentence"], VERB,
+                      ROW)
+    assert not view.ok and view.error_position == len("It was ")
+
+
+def test_studio_view_of_a_good_template(svc):
+    model = svc.settings.allowed_models[0]
+    src = "{sentence} [P:It] was [MASK]"
+    view = svc.studio(model, src, ["sentence"], VERB, ROW)
+    assert view.ok and view.n_pseudo == 1 and not view.truncated
+    roles = [t.role for t in view.tokens]
+    assert "field" in roles and roles.count("pseudo") == 1 and roles[-1] == "mask"
+    assert view.n_tokens == len(view.tokens)
+    assert [(w.word, w.role) for w in view.words] == [("It", "pseudo"), ("was", "discrete")]
+    assert view.words[0].source == "{sentence} [A:It] was [MASK]"  # pseudo -> anchor
+    assert view.words[1].source == "{sentence} [P:It] [P:was] [MASK]"
+    assert view.discrete_source == "{sentence} It was [MASK]"
+    assert view.continuous_source == "{sentence} [P:It] [P:was] [MASK]"
+    assert view.verbalizer == VERB and not view.verbalizer_error
+    assert [(t.cls, t.word) for t in view.label_tokens] == [("negative", "terrible"),
+                                                            ("positive", "great")]
+    assert svc.studio(model, src, ["sentence"], VERB, ROW) is view  # cached
+    # label words this model cannot encode: one line, the template still fine
+    bad = svc.studio(model, src, ["sentence"], {"negative": ["zzqx"], "positive": ["great"]},
+                     ROW)
+    assert bad.ok and bad.verbalizer is None and "zzqx" in bad.verbalizer_error
+    # bounded cache
+    svc.STUDIO_CACHE = 2
+    for i in range(4):
+        svc.studio(model, src + " ." * i, ["sentence"], VERB, ROW)
+    assert len(svc._studio) == 2
+
+
+def test_preview_rows_are_typed(svc):
+    rows = [ROW, {"sentence": "a boring plot", "label": "negative"}]
+    out = svc.preview(svc.settings.allowed_models[0], "{sentence} It was [MASK]", VERB,
+                      ["sentence"], "label", rows)
+    assert [r.gold for r in out] == ["positive", "negative"]
+    assert all(r.prediction in VERB and set(r.probs) == set(VERB) for r in out)
+    assert set(out[0].as_row()) == {"example", "gold", "prediction", "negative", "positive"}
+
+
+def finished_run(svc, steps=4):
+    job = svc.submit_run("alice", RunSpec(
+        template="{sentence} [P:it] [P*2] was [MASK]", train="sentiment:train",
+        eval="sentiment:test", verbalizer=VERB, model=svc.settings.allowed_models[0], shots=4,
+        max_eval=16, train_cfg=TrainConfig(steps=steps, batch_size=4, snapshot_every=2)))
+    svc.queue.wait(job.id, 120)
+    assert job.status == "finished", job.error
+    return job.run_id
+
+
+def test_embeddings_map_and_a_queued_retest(svc):
+    rid = finished_run(svc)
+    view = svc.embeddings(rid, 3, False)
+    assert view.n_pseudo == 3 and [p.name for p in view.pseudo] == ["P0", "P1", "P2"]
+    assert view.pseudo[0].init_word.strip() == "it" and view.pseudo[1].init_word == "(random)"
+    assert all(len(p.nearest) == 3 for p in view.pseudo)
+    assert len(view.similarity) == 3 and abs(view.similarity[0][0] - 1) < 1e-4
+    assert view.steps and len(view.losses) == 4 and view.can_retest
+    assert "[P" not in view.discretized and "[MASK]" in view.discretized
+    assert svc.embeddings(rid, 3, False) is view
+    emap = svc.embedding_map(rid, "pca")
+    assert len(emap.path) == len(view.steps) and all(len(s) == 3 for s in emap.path)
+    assert len(emap.vocab) == len(emap.vocab_labels) > 0
+    assert svc.embedding_map(rid, "pca") is emap
+
+    job = svc.submit_retest("bob", rid)  # anyone may re-test a run; the job is bob's
+    assert job.kind == "retest" and job.session == "bob"
+    assert svc.queue.get(job.id) is job  # it went through the queue, not the caller's thread
+    svc.queue.wait(job.id, 120)
+    assert job.status == "finished", job.error
+    res = svc.retest_result(job.id)
+    assert isinstance(res, RetestResult) and svc.last_retest(rid) is res
+    assert res.template == view.discretized and res.n == 16
+    assert res.ci95[0] <= res.accuracy <= res.ci95[1]
+    run = svc.store.get(rid)
+    cont = run["result"]["continuous"]
+    assert res.continuous_accuracy == cont["accuracy"] and res.continuous_n == cont["n"]
+    # the verdict follows the numbers: the disagreements it cites are the real ones
+    cpreds = {p["index"]: p["correct"] for p in run["result"]["details"]["continuous"]
+              ["predictions"]}
+    assert res.only_continuous_right + res.only_discretized_right <= res.n
+    assert f"right on {res.only_discretized_right} examples" in res.verdict
+    assert f"the reverse on {res.only_continuous_right}" in res.verdict
+    assert ("No significant difference" in res.verdict) == (res.mcnemar_p >= 0.05)
+    n_cont_right = sum(cpreds.values())
+    assert round(res.continuous_accuracy * res.n) == n_cont_right
+    # correct counts agree with the paired counts: acc_d - acc_c = (only_d - only_c) / n
+    assert abs((res.accuracy - res.continuous_accuracy) * res.n
+               - (res.only_discretized_right - res.only_continuous_right)) < 1e-6
+
+
+def test_retest_of_a_missing_run_is_one_line(svc):
+    from ptuning_core.api import USER_ERRORS
+    with pytest.raises(USER_ERRORS, match="no run"):
+        svc.submit_retest("bob", "20990101-000000-abcdef")
+
+
+def test_comparison_and_sweep_come_back_typed(svc):
+    from ptuning_core.api import SweepSpec
+    spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
+                   eval="sentiment:test", verbalizer=VERB, model=svc.settings.allowed_models[0],
+                   shots=4, max_eval=12, name="compare",
+                   train_cfg=TrainConfig(steps=2, batch_size=4))
+    job = svc.submit_comparison("alice", spec, ["P-tuning (lstm)", "prompt tuning (none)"])
+    svc.queue.wait(job.id, 120)
+    assert job.status == "finished", job.error
+    cid = svc.store.list(kind="compare")[0]["id"]
+    view = svc.comparison(cid)
+    assert [r.prompt for r in view.rows] == ["discrete", "P-tuning (lstm)",
+                                             "prompt tuning (none)"]
+    assert view.rows[0].delta == 0 and all(r.n == 12 for r in view.rows)
+    assert len(view.pairs) == 1 and view.pairs[0].a == "P-tuning (lstm)"
+    assert set(view.losses) == set(view.changed) == {"P-tuning (lstm)", "prompt tuning (none)"}
+    assert [c.title for c in view.confusions] == ["discrete", "P-tuning (lstm)",
+                                                  "prompt tuning (none)"]
+    assert view.owner == "alice" and view.missing == 0
+    # deleting a variant's run leaves the others
+    first = svc.store.get(cid)["result"]["variants"][0]["run_id"]
+    svc.store.delete(first, force=True)
+    assert svc.comparison(cid).missing == 1 and len(svc.comparison(cid).rows) == 2
+
+    sweep = SweepSpec(dataset="sentiment", model=svc.settings.allowed_models[0], ks=[2],
+                      seeds=[13], methods=["discrete", "prompt-tuning"], steps=1, max_eval=8)
+    job = svc.submit_sweep("alice", sweep)
+    svc.queue.wait(job.id, 120)
+    assert job.status == "finished", job.error
+    sid = svc.store.list(kind="sweep")[0]["id"]
+    sv = svc.sweep(sid)
+    assert {c.method for c in sv.cells} == {"discrete", "prompt-tuning"} and sv.ks == [2]
+    assert [(p.method, p.k, p.n) for p in sv.summary] == [("discrete", 2, 1),
+                                                          ("prompt-tuning", 2, 1)]
+    assert sv.summary[0].mean == next(c.accuracy for c in sv.cells if c.method == "discrete")
+
+
+def test_retest_runs_in_the_queue_from_the_page(tiny_app):
+    """The Embeddings page's button queues a job and shows its result with the paired test."""
+    svc, page = tiny_app
+    rid = finished_run(svc)
+    at = page("pages/embeddings.py")
+    next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
+    assert not at.exception
+    jid = at.session_state[f"retest-{rid}"]
+    job = svc.queue.get(jid)
+    assert job is not None and job.kind == "retest"
+    svc.queue.wait(jid, 120)
+    end = time.time() + 30
+    while time.time() < end and svc.retest_result(jid) is None:
+        time.sleep(0.1)
+    at.run()
+    labels = [m.label for m in at.metric]
+    assert "nearest-word prompt" in labels and "continuous prompt" in labels
+    assert any("McNemar" in i.value for i in at.info)
+
+
+def test_runs_come_back_as_typed_summaries(svc):
+    rid = finished_run(svc, steps=2)
+    [run] = svc.runs("train")
+    stored = svc.store.get(rid)["result"]
+    assert run.id == rid and run.owner == "alice" and run.status == "finished"
+    assert run.has_prompt and run.steps == 2 and run.word == "accuracy"
+    assert run.continuous.accuracy == stored["continuous"]["accuracy"] and run.n == 16
+    assert run.continuous.ci95[0] <= run.continuous.accuracy <= run.continuous.ci95[1]
+    assert run.mcnemar_p == stored["paired"]["mcnemar_p"] and "McNemar" in run.verdict
+    detail = svc.run_detail(rid)
+    assert detail.summary == run and [s for s, _ in detail.losses] == [1, 2]
+    assert [c.title for c in detail.confusions] == ["discrete", "continuous"]
+    assert svc.run_summary("0123456789ab") is None and svc.run_detail("0123456789ab") is None
+    svc.share_run(rid, True, "alice")
+    assert [r.id for r in svc.runs(None, shared_only=True)] == [rid]
+
+
+def test_studio_page_draws_the_typed_view(tiny_app):
+    svc, page = tiny_app
+    at = page(None)  # Template Studio, sentiment
+    at.text_input(key="template_input").set_value("{sentence} It was [MASK").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Template error:") and "\n" not in errors[0]
+    assert any("<mark" in m.value for m in at.markdown)
+    assert not any("Preview" in s.value for s in at.subheader)  # nothing stale below the error
+    at.text_input(key="template_input").set_value("{sentence} It was [MASK]").run()
+    assert not at.error and any("Preview" in s.value for s in at.subheader)
+    assert at.session_state["template"] == "{sentence} It was [MASK]"
+    # an open-vocabulary dataset: no verbalizer editor, the preview still comes
+    at = page(None, dataset="facts-capital")
+    assert not at.error and not at.exception
+    assert any("Open-vocabulary" in i.value for i in at.info)
+    assert not any("Verbalizer" == s.value for s in at.subheader)
