@@ -12,6 +12,16 @@ from ui.use_prompt import use_prompt_panel
 st.title("Runs")
 svc = service()
 sid = session_id()
+
+
+def act(change) -> None:
+    """Run a change to a run (a widget's callback); a refusal is shown on the next run."""
+    try:
+        change()
+    except USER_ERRORS as e:
+        st.session_state["_manage_error"] = str(e)
+
+
 runs = svc.runs("train")
 if not runs:
     st.info("No runs yet: train one on the Train page.")
@@ -69,27 +79,24 @@ if runs:
         export_button(st)
     else:
         with st.expander("Manage this run"):
-            new = st.text_input("Name", value=run.name, key=f"name-{rid}")
+            # the changes act in callbacks: they land even when the next click leaves the page
+            # before this page has run again
+            err = st.session_state.pop("_manage_error", None)
+            if err:
+                st.error(err)
+            st.text_input("Name", value=run.name, key=f"name-{rid}")
             c = st.columns(4)
-            try:
-                if c[0].button("Rename"):
-                    svc.rename_run(rid, new, sid)
-                    st.rerun()
-                shared = c[1].toggle("Shared on the class board", value=run.shared,
-                                     key=f"sh-{rid}")
-                if shared != run.shared:
-                    svc.share_run(rid, shared, sid)
-                    st.rerun()
-                if c[2].button("Delete", type="secondary"):
-                    st.session_state["confirm_delete"] = rid
-                if st.session_state.get("confirm_delete") == rid:
-                    st.warning("Delete this run and its files for good?")
-                    if st.button("Yes, delete"):
-                        svc.delete_run(rid, sid)
-                        st.session_state.pop("confirm_delete", None)
-                        st.rerun()
-            except USER_ERRORS as e:
-                st.error(str(e))
+            c[0].button("Rename", on_click=act, args=(lambda: svc.rename_run(
+                rid, st.session_state[f"name-{rid}"], sid),))
+            c[1].toggle("Shared on the class board", value=run.shared, key=f"sh-{rid}",
+                        on_change=act, args=(lambda: svc.share_run(
+                            rid, st.session_state[f"sh-{rid}"], sid),))
+            if c[2].button("Delete", type="secondary"):
+                st.session_state["confirm_delete"] = rid
+            if st.session_state.get("confirm_delete") == rid:
+                st.warning("Delete this run and its files for good?")
+                st.button("Yes, delete", on_click=act, args=(lambda: (
+                    svc.delete_run(rid, sid), st.session_state.pop("confirm_delete", None)),))
             export_button(c[3])
 
 st.subheader("Import a prompt")

@@ -123,7 +123,8 @@ def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
     a.goto(f"{server}/runs?run={a_run}", wait_until="networkidle")
     a.get_by_text("Manage this run").click()
     a.get_by_text("Shared on the class board").click()
-    a.wait_for_timeout(2000)
+    a.get_by_role("link", name="Class board").click()  # the share has landed: it is listed
+    a.get_by_text("Ranked by the lower end").wait_for(timeout=60_000)
 
     # ---- A refreshes (and opens a new tab): its run is live and its own ----------------------
     a.goto(f"{server}/train", wait_until="networkidle")
