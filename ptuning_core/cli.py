@@ -81,6 +81,7 @@ def _add_run_args(p):
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--encoder", choices=["lstm", "mlp", "none"], default=d.encoder)
     p.add_argument("--aux-weight", type=float, default=d.aux_weight)
+    _add_label_args(p, d)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--patience", type=int, default=0)
     p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
@@ -92,6 +93,15 @@ def _add_run_args(p):
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
+def _add_label_args(p, d) -> None:
+    p.add_argument("--label-tokens", choices=["words", "learned"], default=d.label_tokens,
+                   help="words: score each class by its label words; learned: a trainable "
+                        "vector per class, scored like a word")
+    p.add_argument("--label-init", choices=["word", "random"], default=d.label_init,
+                   help="learned label tokens start at the class's first label word, or at "
+                        "random")
+
+
 def _spec_from_args(a):
     from .experiment import RunSpec
     from .train import TrainConfig
@@ -101,7 +111,8 @@ def _spec_from_args(a):
         [f.strip() for f in a.text_fields.split(",") if f.strip()]
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                       encoder=a.encoder, aux_weight=a.aux_weight, eval_every=a.eval_every,
-                      patience=a.patience, fast=not a.no_fast)
+                      patience=a.patience, fast=not a.no_fast, label_tokens=a.label_tokens,
+                      label_init=a.label_init)
     return RunSpec(template=a.template, train=a.train, eval=a.eval, verbalizer=verb,
                    model=a.model, discrete_template=a.discrete_template, dev=a.dev,
                    text_fields=fields, label_field=a.label_field, shots=a.shots,
@@ -160,6 +171,12 @@ def _print_scores(res: dict) -> None:
             print(result_verdict(res))
         for i, row in enumerate(res.get("nearest_tokens") or []):
             print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
+        lt = res.get("label_tokens")
+        for c, moved, row in zip((lt or {}).get("classes", []), (lt or {}).get("cosine_to_init",
+                                                                              []),
+                                 (lt or {}).get("nearest", [])):
+            print(f"  label {c} (cosine to start {moved:.2f}): "
+                  + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
     for tag, by in sorted((res.get("by_tag") or {}).get("continuous", {}).items()):
         dd = res["by_tag"]["discrete"].get(tag)
         print(f"  tag {tag:12s} n={by['n']:<4d} continuous {fmt_acc(by['accuracy'], by['ci95'])}"
