@@ -318,7 +318,8 @@ def cmd_fewshot(a) -> int:
         spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
                          ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
-                         max_eval=a.max_eval, device=a.device)
+                         max_eval=a.max_eval, device=a.device, label_tokens=a.label_tokens,
+                         label_init=a.label_init)
         rows = run_sweep(spec, callback=lambda e: print(
             f"{e['method']:10s} k={e['k']:<3d} seed={e['seed']:<4d} acc={e['accuracy']:.4f}",
             file=sys.stderr) if e.get("type") == "cell" else None)
@@ -346,6 +347,7 @@ def cmd_warmup(a) -> int:
 
 
 def main(argv=None) -> int:
+    from .fewshot import DEFAULT_METHODS, METHODS
     from .train import TrainConfig
     p = argparse.ArgumentParser(prog="python -m ptuning_core",
                                 description="P-tuning Studio: continuous prompts for a frozen LM")
@@ -398,10 +400,13 @@ def main(argv=None) -> int:
     f.add_argument("--model", default="default")
     f.add_argument("--k", default="4,8,16")
     f.add_argument("--seeds", default="13,21,42")
-    f.add_argument("--methods", default="discrete,ptuning,prompt-tuning,linear-probe")
+    f.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, from: {', '.join(METHODS)} (lora and full-finetune "
+                        f"train a copy of the model through the discrete template)")
     f.add_argument("--steps", type=int, default=TrainConfig().steps)
     f.add_argument("--lr", type=float, default=TrainConfig().lr)
     f.add_argument("--max-eval", type=int, default=200)
+    _add_label_args(f, TrainConfig())
     f.add_argument("--device", default="auto")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_fewshot)

@@ -27,6 +27,9 @@ USER_ERRORS = (D.DataError, TemplateError, VerbalizerError, ConfigError, StoreEr
                PromptFileError, PermissionDenied)
 
 
+FINETUNED = {"lora": "LoRA fine-tuned", "full": "fully fine-tuned"}
+
+
 @dataclass
 class RunSpec:
     template: str
@@ -80,6 +83,8 @@ def prepare(spec: RunSpec) -> Prepared:
     fields, mapping = resolve_fields(spec, tpl)
     dtpl = parse(spec.discrete_template) if spec.discrete_template else None
     verb = Verbalizer.parse(spec.verbalizer) if spec.verbalizer is not None else None
+    if verb is None and spec.train_cfg.finetune:
+        raise ConfigError("the fine-tuning baselines need classes: give a verbalizer")
     if verb is None and spec.train_cfg.label_tokens == "learned":
         raise ConfigError("learned label tokens need classes: give a verbalizer (one vector is "
                           "learned per class)")
@@ -182,7 +187,27 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     result["nearest_tokens"] = []
     result["train"] = None
     status = "finished"
-    if tpl.has_pseudo:
+    if cfg.finetune:  # a fine-tuning baseline: a trained copy of the model, discrete template
+        from .finetune import finetune
+        emit({"type": "phase", "phase": "train"})
+        fpm, tr = finetune(bb, prep.discrete, prep.verbalizer, prep.fields, prep.train_rows,
+                           cfg, cfg.finetune, spec.label_field, emit, stop)
+        status = "stopped" if tr.status == "stopped" else "finished"
+        emit({"type": "phase", "phase": "evaluate"})
+        cres = evaluate(fpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+                        progress=phase_progress(emit, "evaluate"))
+        del fpm  # the trained copy goes; the shared backbone was never touched
+        result["method"] = cfg.finetune
+        result["continuous"] = Score.of(f"{dsrc} ({FINETUNED[cfg.finetune]})", cres).to_dict()
+        result["paired"] = paired_dict(pair_predictions(dres["predictions"],
+                                                        cres["predictions"]))
+        result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
+                           "seconds_per_step": round(tr.seconds_per_step, 4),
+                           "losses": [round(x, 5) for x in tr.losses], "dev": [],
+                           "status": tr.status, "path": tr.path,
+                           "trainable_parameters": tr.trainable_parameters}
+        details["continuous"] = cres
+    elif tpl.has_pseudo:
         pm = PromptModel(bb, tpl, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields,
                          label_tokens=cfg.label_tokens, label_init=cfg.label_init)
         warnings += [w for w in pm.warnings if w not in warnings]

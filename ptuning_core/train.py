@@ -15,9 +15,11 @@ from .model import PromptModel
 
 LIMITS = {"steps": (1, 100000), "lr": (1e-6, 1.0), "batch_size": (1, 512),
           "aux_weight": (0.0, 10.0), "eval_every": (0, 100000), "patience": (0, 1000),
-          "clip": (0.0, 1000.0), "snapshot_every": (0, 100000)}
+          "clip": (0.0, 1000.0), "snapshot_every": (0, 100000), "lora_rank": (1, 256),
+          "lora_lr": (1e-7, 1.0), "full_lr": (1e-8, 1.0)}
 LABEL_TOKENS = ("words", "learned")
 LABEL_INITS = ("word", "random")
+FINETUNE = ("", "lora", "full")
 
 
 class ConfigError(ValueError):
@@ -48,6 +50,11 @@ class TrainConfig:
     # (label_tokens.py), started at its first label word ("word") or at random ("random")
     label_tokens: str = "words"
     label_init: str = "word"
+    # fine-tuning baselines (finetune.py) instead of a prompt: "" (P-tuning), "lora" or "full"
+    finetune: str = ""
+    lora_rank: int = 8
+    lora_lr: float = 5e-4
+    full_lr: float = 2e-5
 
     def validate(self) -> "TrainConfig":
         for name, (lo, hi) in LIMITS.items():
@@ -59,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"encoder must be lstm, mlp or none, got '{self.encoder}'")
         if self.label_tokens not in LABEL_TOKENS:
             raise ConfigError(f"label tokens must be words or learned, got '{self.label_tokens}'")
+        if self.finetune not in FINETUNE:
+            raise ConfigError(f"fine-tuning must be lora or full, got '{self.finetune}'")
         if self.label_init not in LABEL_INITS:
             raise ConfigError(f"label init must be word or random, got '{self.label_init}'")
         return self
