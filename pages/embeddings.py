@@ -6,6 +6,7 @@ import streamlit as st
 import torch
 
 from ptuning_core import data as D
+from ptuning_core import label_tokens
 from ptuning_core.encoding import compile_layout, label_token_ids
 from ptuning_core.evaluate import evaluate
 from ptuning_core.experiment import USER_ERRORS
@@ -57,6 +58,17 @@ for i, row in enumerate(near):
                  else bb.tokenizer.decode([iid]), "cosine to init": dr[i],
                  "nearest": ", ".join(f"{x['token']!r} ({x['cosine']:.2f})" for x in row)})
 st.dataframe(pd.DataFrame(rows), hide_index=True)
+labels_t = store.tensors(rid, label_tokens.FILE)
+if labels_t and cfg.get("verbalizer"):  # learned label tokens: one vector per class
+    st.markdown("**Learned label tokens** — nearest vocabulary tokens of each class's vector "
+                "(cosine, in the LM head's output space; a projection, not an explanation)")
+    lnear = label_tokens.nearest(labels_t["vectors"], bb.model, bb.tokenizer, k, words_only)
+    st.dataframe(pd.DataFrame([
+        {"class": c, "label words": ", ".join(ws), "cosine to start": moved,
+         "nearest": ", ".join(f"{x['token']!r} ({x['cosine']:.2f})" for x in row)}
+        for (c, ws), moved, row in zip(cfg["verbalizer"].items(),
+                                       label_tokens.cosine_to_init(labels_t), lnear)]),
+        hide_index=True)
 
 # ---- 2-D map with trajectory ----------------------------------------------------------------
 st.subheader("Map of the embedding space")

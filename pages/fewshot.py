@@ -6,7 +6,7 @@ import streamlit as st
 from ptuning_core import data as D
 from ptuning_core.backbone import ModelLoadError
 from ptuning_core.experiment import USER_ERRORS
-from ptuning_core.fewshot import METHODS, SweepSpec, summarize
+from ptuning_core.fewshot import DEFAULT_METHODS, METHODS, SweepSpec, summarize
 from ptuning_core.jobs import QueueFull
 from ptuning_core.train import TrainConfig
 from ui.common import backbone, service, session_id
@@ -32,7 +32,9 @@ with st.form("sweep"):
     steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
                               min(TrainConfig().steps, svc.settings.max_steps))
     max_eval = c[2].number_input("Test examples", 10, 2000, 100)
-    methods = st.multiselect("Methods", list(METHODS), default=list(METHODS))
+    methods = st.multiselect("Methods", list(METHODS), default=list(DEFAULT_METHODS),
+                             help="lora / full-finetune train a copy of the model through the "
+                                  "discrete template (slow on a CPU)")
     go_btn = st.form_submit_button("Run sweep", type="primary")
 
 if go_btn:

@@ -1,5 +1,5 @@
 """Command line: ``python -m ptuning_core
-run|eval|predict|datasets|runs|export|import|fewshot|warmup``."""
+run|eval|predict|datasets|runs|export|import|fewshot|experiment|warmup``."""
 from __future__ import annotations
 
 import argparse
@@ -335,6 +335,66 @@ def cmd_fewshot(a) -> int:
     return 0
 
 
+def cmd_experiment(a) -> int:
+    """One of the method's claims (E1-E6) as an experiment: the cells, the table with
+    intervals, and the sentence computed from the numbers; stored (kind 'experiment')."""
+    from . import experiments as X
+    from .backbone import ModelLoadError
+    from .experiment import USER_ERRORS
+    from .store import RunStore
+    if a.list:
+        items = X.listing()
+        if a.json:
+            print(json.dumps(items))
+            return 0
+        for e in items:
+            sm = e["presets"]["small"]
+            print(f"{e['id']}  {e['short']:20s} {e['title']}  [{e['dataset']}; small: k="
+                  f"{','.join(map(str, sm['ks']))}, {len(sm['seeds'])} seeds, "
+                  f"{sm['steps']} steps]\n    claim: {e['claim']}")
+        return 0
+    if not a.name:
+        return _err("name an experiment (E1..E6, see --list)")
+    try:
+        req = X.ExperimentRequest(
+            a.name, preset=a.preset, model=a.model, device=a.device, dataset=a.dataset,
+            seeds=_int_list(a.seeds, "--seeds") if a.seeds else None,
+            ks=_int_list(a.k, "--k") if a.k else None, steps=a.steps, max_eval=a.max_eval)
+        plan = X.plan(req)
+        print(f"{plan.experiment.id}: {plan.experiment.title} on {plan.dataset}, "
+              f"{plan.n_cells} runs", file=sys.stderr)
+        progress = _Progress()
+
+        def on_event(e):
+            if e.get("type") == "cell":
+                if e.get("arm"):
+                    print(f"[{e['done'] + 1}/{e['total']}] {e['arm']} k={e['k']} "
+                          f"seed={e['seed']}", file=sys.stderr, flush=True)
+            elif e.get("type") in ("start", "step", "end"):
+                progress(e)
+        res = X.run(plan, callback=on_event)
+    except (ModelLoadError, *USER_ERRORS) as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    rid = X.record(RunStore(), "cli", req, res)
+    summary, sentence = X.summarize(res), X.conclude(plan.experiment, res)
+    if a.json:
+        print(json.dumps({"id": rid, "experiment": plan.experiment.id, "status": res["status"],
+                          "settings": res["settings"], "summary": summary,
+                          "sentence": sentence}))
+        return 0
+    from .stats import fmt_acc
+    for r in summary:
+        extra = f"  steps to 90%: {r['steps_to_90']:g}" if r.get("steps_to_90") else ""
+        print(f"k={r['k']:<4d} {r['arm']:26s} {fmt_acc(r['accuracy'], r['ci95'])}  n={r['n']}  "
+              f"seeds {r['seed_mean']:.3f} ± {r['seed_std']:.3f}{extra}")
+    print(sentence)
+    print(f"experiment {rid}")
+    return 0
+
+
 def cmd_warmup(a) -> int:
     from .backbone import ModelLoadError, load_backbone
     try:
@@ -410,6 +470,22 @@ def main(argv=None) -> int:
     f.add_argument("--device", default="auto")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_fewshot)
+    x = sub.add_parser("experiment", help="one of the method's claims (E1-E6) as an "
+                                          "experiment, with a sentence computed from its numbers")
+    x.add_argument("name", nargs="?", metavar="NAME", help="E1..E6 or its short name")
+    x.add_argument("--list", action="store_true", help="list the experiments and presets")
+    x.add_argument("--preset", default="small", choices=["small", "full"],
+                   help="small: a few minutes on 2 CPU cores; full: for a GPU")
+    x.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
+    x.add_argument("--k", help="comma-separated examples per class (default: the preset's)")
+    x.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
+    x.add_argument("--max-eval", type=int, help="test examples (default: the preset's)")
+    x.add_argument("--dataset", help="bundled classification dataset (default: the "
+                                     "experiment's)")
+    x.add_argument("--model", default="default")
+    x.add_argument("--device", default="auto")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(fn=cmd_experiment)
     w = sub.add_parser("warmup", help="load a model once (builds the default model's cache)")
     w.add_argument("--model", default="default")
     w.add_argument("--device", default="auto")
