@@ -311,6 +311,10 @@ def _run_sweep(p: Plan, cells: list, emit, stop) -> None:
 
 # ---- numbers ---------------------------------------------------------------------------------
 def _pooled(cells: list) -> tuple:
+    """(right, n) over an arm's seeds. An arm whose predictions are the same for every seed
+    (the discrete prompt: nothing is trained) counts its test examples once."""
+    if len(cells) > 1 and all(c["correct"] == cells[0]["correct"] for c in cells):
+        cells = cells[:1]
     right = sum(sum(c["correct"]) for c in cells)
     n = sum(len(c["correct"]) for c in cells)
     return right, n
@@ -398,7 +402,7 @@ def conclude(exp, results: dict) -> str:
         return f"{exp.id}: no cell finished, so nothing can be concluded."
     ks = sorted({r["k"] for r in summary})
     seeds = max(r["seeds"] for r in summary)
-    n_test = summary[0]["n"] // max(1, summary[0]["seeds"])
+    n_test = len(results["cells"][0]["correct"])
     ds = (results.get("settings") or {}).get("dataset") or exp.dataset
     head = (f"{exp.id} on {ds} ({seeds} seed{'s' if seeds != 1 else ''} × {n_test} test "
             f"examples, k = {', '.join(map(str, ks))} per class)")

@@ -108,10 +108,14 @@ def test_conclude_e6_match():
 
 def test_summary_and_csv_carry_intervals():
     r = two_arm("E1", 60, 80)
+    r["cells"][3]["correct"] = outcomes(80, offset=3)  # P-tuning's seeds differ, discrete's not
     rows = X.summarize(r)
     pt = next(x for x in rows if x["arm"] == "P-tuning")
     assert pt["accuracy"] == 0.8 and pt["n"] == 200 and pt["seeds"] == 2
     assert pt["ci95"][0] < 0.8 < pt["ci95"][1]
+    # the discrete prompt is the same for every seed: its test examples count once
+    d = next(x for x in rows if x["arm"] == "discrete template")
+    assert d["n"] == 100 and d["accuracy"] == 0.6
     text = X.to_csv(r)
     lines = text.strip().splitlines()
     assert lines[0].startswith("experiment,arm,k,seed,accuracy,ci95_lo,ci95_hi")
