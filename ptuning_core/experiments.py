@@ -274,6 +274,8 @@ def _run_variants(p: Plan, cells: list, emit, stop) -> None:
                     cells.append(_cell(arm, k, seed, disc))
                 else:
                     res = run_experiment(spec, callback=emit, stop=stop, keep_details=True)
+                    if stop is not None and stop.is_set():
+                        return  # a run cut short is not a measurement: it is left out
                     det = res["details"]
                     c = _cell(arm, k, seed, det.get("continuous") or det["discrete"])
                     if res.get("train"):
@@ -299,6 +301,8 @@ def _run_sweep(p: Plan, cells: list, emit, stop) -> None:
     def on_event(e):
         if e.get("type") == "cell":  # a sweep cell finished: ours, with its arm's name
             r = e
+            if stop is not None and stop.is_set():
+                return  # a run cut short is not a measurement: it is left out
             cells.append({"arm": arm_of[r["method"]], "k": r["k"], "seed": r["seed"],
                           "accuracy": r["accuracy"], "n": r["n_test"],
                           "correct": list(r["correct"])})

@@ -191,3 +191,18 @@ def test_cli_experiment(tiny_model, capsys):
     assert RunStore().get(res["id"])["kind"] == "experiment"
     assert cli.main(["experiment", "E9"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_stop_keeps_the_finished_cells(tiny_model):
+    import threading
+    stop = threading.Event()
+    p = X.plan(X.ExperimentRequest("E2", model=tiny_model.name, device="cpu", seeds=[1, 2],
+                                   ks=[2], steps=2, max_eval=8))
+
+    def on_event(e):  # stop once the second run has started
+        if e["type"] == "cell" and e.get("arm") and e["done"] == 1:
+            stop.set()
+    res = X.run(p, callback=on_event, stop=stop)
+    assert res["status"] == "stopped"
+    assert len(res["cells"]) == 1  # the run cut short is left out
+    assert X.conclude("E2", {**res, "cells": []}).endswith("nothing can be concluded.")
