@@ -17,7 +17,9 @@ try:
                        st.Page("pages/embeddings.py", title="Embeddings",
                                icon=":material/scatter_plot:"),
                        st.Page("pages/fewshot.py", title="Few-shot",
-                               icon=":material/show_chart:")],
+                               icon=":material/show_chart:"),
+                       st.Page("pages/experiments.py", title="Experiments",
+                               icon=":material/science:")],
         "Class": [st.Page("pages/board.py", title="Class board", icon=":material/leaderboard:")],
     })
     sidebar()

@@ -28,6 +28,10 @@ except SHOWN_ERRORS as e:
     st.error(str(e))
     st.stop()
 st.dataframe(pd.DataFrame([p.as_row() for p in view.pseudo]), hide_index=True)
+if view.label_vectors:  # learned label tokens: one vector per class
+    st.markdown("**Learned label tokens**: nearest vocabulary tokens of each class's vector "
+                "(cosine, in the LM head's output space; a projection, not an explanation)")
+    st.dataframe(pd.DataFrame([v.as_row() for v in view.label_vectors]), hide_index=True)
 
 # ---- 2-D map with trajectory ----------------------------------------------------------------
 st.subheader("Map of the embedding space")

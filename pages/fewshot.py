@@ -3,8 +3,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core.api import (DEFAULT_SEEDS, METHODS, SHOWN_ERRORS, USER_ERRORS, SweepSpec,
-                              TrainConfig)
+from ptuning_core.api import (DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, SHOWN_ERRORS,
+                              USER_ERRORS, SweepSpec, TrainConfig)
 from ui.common import backbone, service, session_id
 
 st.title("Few-shot sweep")
@@ -28,7 +28,9 @@ with st.form("sweep"):
     steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
                               min(TrainConfig().steps, svc.settings.max_steps))
     max_eval = c[2].number_input("Test examples", 10, 2000, 100)
-    methods = st.multiselect("Methods", list(METHODS), default=list(METHODS))
+    methods = st.multiselect("Methods", list(METHODS), default=list(DEFAULT_METHODS),
+                             help="lora / full-finetune train a copy of the model through the "
+                                  "discrete template (slow on a CPU)")
     go_btn = st.form_submit_button("Run sweep", type="primary")
 
 if go_btn:

@@ -45,6 +45,11 @@ else:
                            for c, ws in ctx["verbalizer"].items()])
     edited = st.data_editor(df, key=f"verb-{ctx['name']}", num_rows="fixed",
                             disabled=["class"], hide_index=True)
+    learned = st.toggle("Learned label tokens", value=st.session_state.get("label_tokens") ==
+                        "learned", help="Train one vector per class, scored like a word and "
+                        "started at the class's first label word, instead of keeping the words "
+                        "fixed (Train uses this)")
+    st.session_state["label_tokens"] = "learned" if learned else "words"
     spec = {r["class"]: [w.strip() for w in str(r["label words"]).split(",") if w.strip()]
             for _, r in edited.iterrows()}
 verb_box = st.container()

@@ -7,7 +7,8 @@ from ui.common import (base_url, job_panel, page_setup, queue_panel, share_query
 
 svc, sid, bb, ctx, template = page_setup("Train a continuous prompt")
 st.markdown(f"**Template:** `{template}`  ·  **data:** {ctx['name']}  ·  edit it in "
-            f"Template Studio")
+            f"Template Studio" + ("  ·  **learned label tokens**" if st.session_state.get(
+                "label_tokens") == "learned" else ""))
 max_steps = svc.settings.max_steps
 if st.session_state.get("template_error"):
     st.warning(f"The template being edited in Template Studio has an error "
@@ -62,7 +63,9 @@ if go:
                    max_eval=int(max_eval), resume=resume,
                    train_cfg=TrainConfig(steps=int(steps), lr=float(lr), batch_size=int(batch),
                                          seed=int(seed), encoder=enc, aux_weight=float(aux),
-                                         eval_every=int(eval_every)))
+                                         eval_every=int(eval_every),
+                                         label_tokens=st.session_state.get("label_tokens",
+                                                                           D.label_tokens)))
     try:
         job = svc.submit_run(sid, spec)
         st.session_state["active_job"] = job.id

@@ -8,26 +8,32 @@ from .backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
 from .compare import VARIANTS
 from .data import DEFAULT_SEEDS, DataError
 from .experiment import USER_ERRORS, RunSpec
-from .fewshot import METHODS, SweepSpec
+from .experiments import EXPERIMENTS, STORE_KIND as EXPERIMENT_KIND, Experiment, \
+    ExperimentRequest, ExperimentResult
+from .experiments import get as get_experiment
+from .fewshot import DEFAULT_METHODS, METHODS, SweepSpec
 from .jobs import Job, QueueFull
 from .learned import Evaluation, NoLearnedPrompt, Prediction
 from .portable import PromptFileError
 from .train import ConfigError, TrainConfig
-from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion, EmbeddingMap,
-                    EmbeddingsView, LabelTokens, Neighbour, PairTest, PreviewRow, PseudoToken,
-                    RetestResult, RunDetail, RunSummary, StripToken, StudioView, SweepCell, SweepPoint, SweepView,
-                    TagAccuracy, WordChoice)
+from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion,
+                    EmbeddingMap, EmbeddingsView, LabelTokens, LabelVector, Neighbour, PairTest,
+                    PreviewRow, PseudoToken, RetestResult, RunDetail, RunSummary, StripToken,
+                    StudioView, SweepCell, SweepPoint, SweepView, TagAccuracy, WordChoice)
 
 __all__ = [
     # requests and their defaults (TrainConfig holds the one set of training defaults)
-    "RunSpec", "TrainConfig", "SweepSpec", "VARIANTS", "METHODS", "DEFAULT_MODEL",
-    "DEFAULT_LABEL", "DEFAULT_SEEDS",
+    "RunSpec", "TrainConfig", "SweepSpec", "VARIANTS", "METHODS", "DEFAULT_METHODS",
+    "DEFAULT_MODEL", "DEFAULT_LABEL", "DEFAULT_SEEDS",
+    # the method's claims as experiments (requests, the catalogue, what comes back)
+    "ExperimentRequest", "EXPERIMENTS", "Experiment", "get_experiment", "EXPERIMENT_KIND",
+    "ExperimentResult",
     # errors: USER_ERRORS are one line for the user; the others are shown the same way
     "USER_ERRORS", "ConfigError", "DataError", "ModelLoadError", "PromptFileError",
     "NoLearnedPrompt", "QueueFull",
     # what comes back
     "Job", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
-    "PreviewRow", "EmbeddingsView", "PseudoToken", "Neighbour", "EmbeddingMap", "RetestResult",
+    "PreviewRow", "EmbeddingsView", "PseudoToken", "LabelVector", "Neighbour", "EmbeddingMap", "RetestResult",
     "ComparisonView", "ComparisonRow", "PairTest", "Confusion", "ChangedPrediction",
     "SweepView", "SweepCell", "SweepPoint", "RunSummary", "RunDetail", "Accuracy", "TagAccuracy",
 ]

@@ -1,5 +1,5 @@
 """Command line: ``python -m ptuning_core
-run|eval|predict|datasets|runs|export|import|fewshot|warmup``."""
+run|eval|predict|datasets|runs|export|import|fewshot|experiment|warmup``."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +81,7 @@ def _add_run_args(p):
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--encoder", choices=["lstm", "mlp", "none"], default=d.encoder)
     p.add_argument("--aux-weight", type=float, default=d.aux_weight)
+    _add_label_args(p, d)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--patience", type=int, default=0)
     p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
@@ -92,6 +93,15 @@ def _add_run_args(p):
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
+def _add_label_args(p, d) -> None:
+    p.add_argument("--label-tokens", choices=["words", "learned"], default=d.label_tokens,
+                   help="words: score each class by its label words; learned: a trainable "
+                        "vector per class, scored like a word")
+    p.add_argument("--label-init", choices=["word", "random"], default=d.label_init,
+                   help="learned label tokens start at the class's first label word, or at "
+                        "random")
+
+
 def _spec_from_args(a):
     from .experiment import RunSpec
     from .train import TrainConfig
@@ -101,7 +111,8 @@ def _spec_from_args(a):
         [f.strip() for f in a.text_fields.split(",") if f.strip()]
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                       encoder=a.encoder, aux_weight=a.aux_weight, eval_every=a.eval_every,
-                      patience=a.patience, fast=not a.no_fast)
+                      patience=a.patience, fast=not a.no_fast, label_tokens=a.label_tokens,
+                      label_init=a.label_init)
     return RunSpec(template=a.template, train=a.train, eval=a.eval, verbalizer=verb,
                    model=a.model, discrete_template=a.discrete_template, dev=a.dev,
                    text_fields=fields, label_field=a.label_field, shots=a.shots,
@@ -160,6 +171,12 @@ def _print_scores(res: dict) -> None:
             print(result_verdict(res))
         for i, row in enumerate(res.get("nearest_tokens") or []):
             print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
+        lt = res.get("label_tokens")
+        for c, moved, row in zip((lt or {}).get("classes", []), (lt or {}).get("cosine_to_init",
+                                                                              []),
+                                 (lt or {}).get("nearest", [])):
+            print(f"  label {c} (cosine to start {moved:.2f}): "
+                  + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
     for tag, by in sorted((res.get("by_tag") or {}).get("continuous", {}).items()):
         dd = res["by_tag"]["discrete"].get(tag)
         print(f"  tag {tag:12s} n={by['n']:<4d} continuous {fmt_acc(by['accuracy'], by['ci95'])}"
@@ -301,7 +318,8 @@ def cmd_fewshot(a) -> int:
         spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
                          ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
-                         max_eval=a.max_eval, device=a.device)
+                         max_eval=a.max_eval, device=a.device, label_tokens=a.label_tokens,
+                         label_init=a.label_init)
         rows = run_sweep(spec, callback=lambda e: print(
             f"{e['method']:10s} k={e['k']:<3d} seed={e['seed']:<4d} acc={e['accuracy']:.4f}",
             file=sys.stderr) if e.get("type") == "cell" else None)
@@ -317,6 +335,66 @@ def cmd_fewshot(a) -> int:
     return 0
 
 
+def cmd_experiment(a) -> int:
+    """One of the method's claims (E1-E6) as an experiment: the cells, the table with
+    intervals, and the sentence computed from the numbers; stored (kind 'experiment')."""
+    from . import experiments as X
+    from .backbone import ModelLoadError
+    from .experiment import USER_ERRORS
+    from .store import RunStore
+    if a.list:
+        items = X.listing()
+        if a.json:
+            print(json.dumps(items))
+            return 0
+        for e in items:
+            sm = e["presets"]["small"]
+            print(f"{e['id']}  {e['short']:20s} {e['title']}  [{e['dataset']}; small: k="
+                  f"{','.join(map(str, sm['ks']))}, {len(sm['seeds'])} seeds, "
+                  f"{sm['steps']} steps]\n    claim: {e['claim']}")
+        return 0
+    if not a.name:
+        return _err("name an experiment (E1..E6, see --list)")
+    try:
+        req = X.ExperimentRequest(
+            a.name, preset=a.preset, model=a.model, device=a.device, dataset=a.dataset,
+            seeds=_int_list(a.seeds, "--seeds") if a.seeds else None,
+            ks=_int_list(a.k, "--k") if a.k else None, steps=a.steps, max_eval=a.max_eval)
+        plan = X.plan(req)
+        print(f"{plan.experiment.id}: {plan.experiment.title} on {plan.dataset}, "
+              f"{plan.n_cells} runs", file=sys.stderr)
+        progress = _Progress()
+
+        def on_event(e):
+            if e.get("type") == "cell":
+                if e.get("arm"):
+                    print(f"[{e['done'] + 1}/{e['total']}] {e['arm']} k={e['k']} "
+                          f"seed={e['seed']}", file=sys.stderr, flush=True)
+            elif e.get("type") in ("start", "step", "end"):
+                progress(e)
+        res = X.run(plan, callback=on_event)
+    except (ModelLoadError, *USER_ERRORS) as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    rid = X.record(RunStore(), "cli", req, res)
+    summary, sentence = X.summarize(res), X.conclude(plan.experiment, res)
+    if a.json:
+        print(json.dumps({"id": rid, "experiment": plan.experiment.id, "status": res["status"],
+                          "settings": res["settings"], "summary": summary,
+                          "sentence": sentence}))
+        return 0
+    from .stats import fmt_acc
+    for r in summary:
+        extra = f"  steps to 90%: {r['steps_to_90']:g}" if r.get("steps_to_90") else ""
+        print(f"k={r['k']:<4d} {r['arm']:26s} {fmt_acc(r['accuracy'], r['ci95'])}  n={r['n']}  "
+              f"seeds {r['seed_mean']:.3f} ± {r['seed_std']:.3f}{extra}")
+    print(sentence)
+    print(f"experiment {rid}")
+    return 0
+
+
 def cmd_warmup(a) -> int:
     from .backbone import ModelLoadError, load_backbone
     try:
@@ -329,6 +407,7 @@ def cmd_warmup(a) -> int:
 
 
 def main(argv=None) -> int:
+    from .fewshot import DEFAULT_METHODS, METHODS
     from .train import TrainConfig
     p = argparse.ArgumentParser(prog="python -m ptuning_core",
                                 description="P-tuning Studio: continuous prompts for a frozen LM")
@@ -381,13 +460,32 @@ def main(argv=None) -> int:
     f.add_argument("--model", default="default")
     f.add_argument("--k", default="4,8,16")
     f.add_argument("--seeds", default="13,21,42")
-    f.add_argument("--methods", default="discrete,ptuning,prompt-tuning,linear-probe")
+    f.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, from: {', '.join(METHODS)} (lora and full-finetune "
+                        f"train a copy of the model through the discrete template)")
     f.add_argument("--steps", type=int, default=TrainConfig().steps)
     f.add_argument("--lr", type=float, default=TrainConfig().lr)
     f.add_argument("--max-eval", type=int, default=200)
+    _add_label_args(f, TrainConfig())
     f.add_argument("--device", default="auto")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_fewshot)
+    x = sub.add_parser("experiment", help="one of the method's claims (E1-E6) as an "
+                                          "experiment, with a sentence computed from its numbers")
+    x.add_argument("name", nargs="?", metavar="NAME", help="E1..E6 or its short name")
+    x.add_argument("--list", action="store_true", help="list the experiments and presets")
+    x.add_argument("--preset", default="small", choices=["small", "full"],
+                   help="small: a few minutes on 2 CPU cores; full: for a GPU")
+    x.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
+    x.add_argument("--k", help="comma-separated examples per class (default: the preset's)")
+    x.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
+    x.add_argument("--max-eval", type=int, help="test examples (default: the preset's)")
+    x.add_argument("--dataset", help="bundled classification dataset (default: the "
+                                     "experiment's)")
+    x.add_argument("--model", default="default")
+    x.add_argument("--device", default="auto")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(fn=cmd_experiment)
     w = sub.add_parser("warmup", help="load a model once (builds the default model's cache)")
     w.add_argument("--model", default="default")
     w.add_argument("--device", default="auto")

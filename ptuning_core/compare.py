@@ -16,6 +16,10 @@ VARIANTS = {
     "prompt tuning (none)": {"encoder": "none"},
     "lstm + auxiliary loss": {"encoder": "lstm", "aux_weight": 0.5},
     "lstm, anchors as pseudo": {"encoder": "lstm", "no_anchors": True},
+    "lstm, learned label tokens": {"encoder": "lstm", "label_tokens": "learned"},
+    # baselines: the discrete template, the model itself trained (a copy; finetune.py)
+    "LoRA fine-tuning": {"encoder": "lstm", "finetune": "lora"},
+    "full fine-tuning": {"encoder": "lstm", "finetune": "full"},
 }
 
 
@@ -29,6 +33,8 @@ def variant_specs(base: RunSpec, names: list) -> list:
         s.name = f"{base.name or 'compare'} · {n}"
         s.train_cfg.encoder = v["encoder"]
         s.train_cfg.aux_weight = v.get("aux_weight", base.train_cfg.aux_weight)
+        s.train_cfg.label_tokens = v.get("label_tokens", base.train_cfg.label_tokens)
+        s.train_cfg.finetune = v.get("finetune", "")
         if v.get("no_anchors"):
             if not any(seg.role == "anchor" for seg in parse(base.template).segments):
                 continue

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from . import data as D
+from . import label_tokens
 from .access import PermissionDenied
 from .evaluate import Score, evaluate, phase_progress
 from .model import PromptModel
@@ -24,6 +25,9 @@ from .verbalizer import Verbalizer, VerbalizerError
 # else (a plain ValueError, a RuntimeError ...) is a bug and must surface as one.
 USER_ERRORS = (D.DataError, TemplateError, VerbalizerError, ConfigError, StoreError,
                PromptFileError, PermissionDenied)
+
+
+FINETUNED = {"lora": "LoRA fine-tuned", "full": "fully fine-tuned"}
 
 
 @dataclass
@@ -79,6 +83,11 @@ def prepare(spec: RunSpec) -> Prepared:
     fields, mapping = resolve_fields(spec, tpl)
     dtpl = parse(spec.discrete_template) if spec.discrete_template else None
     verb = Verbalizer.parse(spec.verbalizer) if spec.verbalizer is not None else None
+    if verb is None and spec.train_cfg.finetune:
+        raise ConfigError("the fine-tuning baselines need classes: give a verbalizer")
+    if verb is None and spec.train_cfg.label_tokens == "learned":
+        raise ConfigError("learned label tokens need classes: give a verbalizer (one vector is "
+                          "learned per class)")
     classes = verb.classes if verb else None
     warnings: list = []
 
@@ -151,7 +160,11 @@ def check_against_model(spec: RunSpec, prep: Prepared, bb) -> list:
 
 def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = None,
                    stop: Optional[threading.Event] = None, store: Optional[RunStore] = None,
-                   run_id: Optional[str] = None, prepared: Optional[Prepared] = None) -> dict:
+                   run_id: Optional[str] = None, prepared: Optional[Prepared] = None,
+                   keep_details: bool = False) -> dict:
+    """Evaluate the discrete template, train and evaluate the continuous one. The result is
+    stored when ``store`` and ``run_id`` are given; ``keep_details``: the returned result also
+    carries the per-example ``details`` (experiments pair them across variants)."""
     emit = callback or (lambda e: None)
     prep = prepared or prepare(spec)
     cfg = spec.train_cfg
@@ -174,8 +187,29 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     result["nearest_tokens"] = []
     result["train"] = None
     status = "finished"
-    if tpl.has_pseudo:
-        pm = PromptModel(bb, tpl, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields)
+    if cfg.finetune:  # a fine-tuning baseline: a trained copy of the model, discrete template
+        from .finetune import finetune
+        emit({"type": "phase", "phase": "train"})
+        fpm, tr = finetune(bb, prep.discrete, prep.verbalizer, prep.fields, prep.train_rows,
+                           cfg, cfg.finetune, spec.label_field, emit, stop)
+        status = "stopped" if tr.status == "stopped" else "finished"
+        emit({"type": "phase", "phase": "evaluate"})
+        cres = evaluate(fpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+                        progress=phase_progress(emit, "evaluate"))
+        del fpm  # the trained copy goes; the shared backbone was never touched
+        result["method"] = cfg.finetune
+        result["continuous"] = Score.of(f"{dsrc} ({FINETUNED[cfg.finetune]})", cres).to_dict()
+        result["paired"] = paired_dict(pair_predictions(dres["predictions"],
+                                                        cres["predictions"]))
+        result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
+                           "seconds_per_step": round(tr.seconds_per_step, 4),
+                           "losses": [round(x, 5) for x in tr.losses], "dev": [],
+                           "status": tr.status, "path": tr.path,
+                           "trainable_parameters": tr.trainable_parameters}
+        details["continuous"] = cres
+    elif tpl.has_pseudo:
+        pm = PromptModel(bb, tpl, prep.verbalizer, cfg.encoder, cfg.seed, prep.fields,
+                         label_tokens=cfg.label_tokens, label_init=cfg.label_init)
         warnings += [w for w in pm.warnings if w not in warnings]
         if spec.resume:
             resume_encoder(pm, spec, store)
@@ -228,7 +262,12 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                                            pm.encoder.state_dict().items()}}
         if tr.snapshots:
             tensors["trajectory.safetensors"] = {f"step_{s:07d}": t for s, t in tr.snapshots}
+        if pm.label_vectors is not None:
+            lt = pm.label_vectors.tensors()
+            tensors[label_tokens.FILE] = lt
+            result["label_tokens"] = label_summary(pm, lt)
     result.setdefault("paired", None)
+    result.setdefault("label_tokens", None)
     result["by_tag"] = tag_breakdown(prep.eval_rows, details)
     result["warnings"] = warnings
     result["status"] = status
@@ -237,7 +276,19 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         full = dict(result, details={k: {kk: vv for kk, vv in v.items()} for k, v in
                                      details.items()})
         store.finish(run_id, status, full, tensors)
+    if keep_details:
+        result["details"] = details
     return result
+
+
+def label_summary(pm: PromptModel, t: dict) -> dict:
+    """Learned label tokens of a run: per class, its nearest vocabulary tokens and how far it
+    moved from where it started (cosine)."""
+    near = label_tokens.nearest(t["vectors"], pm.backbone.model, pm.backbone.tokenizer, k=5)
+    moved = label_tokens.cosine_to_init(t)
+    return {"mode": "learned", "classes": list(pm.classes), "cosine_to_init": moved,
+            "nearest": [[{"token": x["token"], "cosine": x["cosine"]} for x in row]
+                        for row in near], "init": pm.label_init}
 
 
 def tag_breakdown(eval_rows: list, details: dict, field: str = "tag") -> Optional[dict]:
@@ -264,6 +315,13 @@ def resume_encoder(pm: PromptModel, spec: RunSpec, store: Optional[RunStore]) ->
         raise ConfigError(f"run {spec.resume} used another encoder "
                          f"({(oc.get('train_cfg') or {}).get('encoder')}); pick the same one")
     pm.encoder.load_state_dict({k: v.to(mine[k].dtype) for k, v in state.items()})
+    if pm.label_vectors is not None:
+        lt = store.tensors(spec.resume, label_tokens.FILE)
+        if lt:
+            try:
+                pm.label_vectors.load(lt)
+            except ValueError as e:
+                raise ConfigError(f"run {spec.resume}: {e}") from None
 
 
 def run_recorded(spec: RunSpec, store: RunStore, run_id: str, **kw) -> dict:

@@ -11,6 +11,7 @@ import torch
 
 from . import data as D
 from .evaluate import evaluate
+from .finetune import finetune
 from .model import PromptModel
 from .registry import get_backbone
 from .stats import ci95
@@ -18,7 +19,11 @@ from .template import parse, to_discrete
 from .train import TrainConfig, train
 from .verbalizer import Verbalizer
 
-METHODS = ("discrete", "ptuning", "prompt-tuning", "linear-probe")
+METHODS = ("discrete", "ptuning", "prompt-tuning", "linear-probe", "ptuning-learned-labels",
+           "lora", "full-finetune")
+DEFAULT_METHODS = ("discrete", "ptuning", "prompt-tuning", "linear-probe")
+# the fine-tuning baselines (finetune.py): a trained copy of the model, discrete template
+FINETUNE_METHODS = {"lora": "lora", "full-finetune": "full"}
 
 
 @dataclass
@@ -28,12 +33,16 @@ class SweepSpec:
     model: str = "default"
     ks: list = field(default_factory=lambda: [4, 8, 16])
     seeds: list = field(default_factory=lambda: [13, 21, 42])
-    methods: list = field(default_factory=lambda: list(METHODS))
+    methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))
     steps: int = field(default_factory=lambda: TrainConfig().steps)
     lr: float = field(default_factory=lambda: TrainConfig().lr)
     batch_size: int = field(default_factory=lambda: TrainConfig().batch_size)
     max_eval: Optional[int] = 200
     device: str = "auto"
+    # label tokens of the ptuning / prompt-tuning methods (ptuning-learned-labels: learned)
+    label_tokens: str = field(default_factory=lambda: TrainConfig().label_tokens)
+    label_init: str = field(default_factory=lambda: TrainConfig().label_init)
+    keep_correct: bool = False  # each row also lists right/wrong per test example (paired tests)
 
 
 def linear_probe_features(pm: PromptModel, rows: list, batch_size: int = 32) -> np.ndarray:
@@ -72,7 +81,7 @@ def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None
         test = test[:spec.max_eval]
     rows = []
     dpm = PromptModel(bb, to_discrete(tpl), verb, "none", 0, fields)
-    disc_acc = None
+    disc_res = None
     total = len(spec.ks) * len(spec.seeds) * len(spec.methods)
     done = 0
     test_feats = None
@@ -82,26 +91,43 @@ def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None
             for m in spec.methods:
                 if stop is not None and stop.is_set():
                     return rows
+                res = None
                 if m == "discrete":
-                    if disc_acc is None:
-                        disc_acc = evaluate(dpm, test, lf)["accuracy"]
-                    acc = disc_acc
+                    if disc_res is None:
+                        disc_res = evaluate(dpm, test, lf)
+                    res = disc_res
                 elif m == "linear-probe":
                     if test_feats is None:
                         test_feats = linear_probe_features(dpm, test)
                     X = linear_probe_features(dpm, tr)
                     y = [r[lf] for r in tr]
                     clf = LogisticRegression(max_iter=2000, C=1.0).fit(X, y)
-                    acc = float((clf.predict(test_feats) == np.array([r[lf] for r in test])).mean())
+                    hits = clf.predict(test_feats) == np.array([r[lf] for r in test])
+                    acc, correct = float(hits.mean()), [bool(x) for x in hits]
+                elif m in FINETUNE_METHODS:
+                    cfg = TrainConfig(steps=spec.steps, seed=seed, batch_size=spec.batch_size,
+                                      snapshot_every=0)
+                    fpm, _ = finetune(bb, to_discrete(tpl), verb, fields, tr, cfg,
+                                      FINETUNE_METHODS[m], lf, stop=stop)
+                    res = evaluate(fpm, test, lf)
+                    del fpm  # the trained copy; the shared backbone was never touched
                 else:
-                    enc = "lstm" if m == "ptuning" else "none"
-                    pm = PromptModel(bb, tpl, verb, enc, seed, fields)
+                    enc = "none" if m == "prompt-tuning" else "lstm"
+                    labels = "learned" if m == "ptuning-learned-labels" else spec.label_tokens
+                    pm = PromptModel(bb, tpl, verb, enc, seed, fields, label_tokens=labels,
+                                     label_init=spec.label_init)
                     train(pm, tr, TrainConfig(steps=spec.steps, lr=spec.lr, seed=seed,
                                               batch_size=spec.batch_size, encoder=enc,
-                                              snapshot_every=0), lf, stop=stop)
-                    acc = evaluate(pm, test, lf)["accuracy"]
+                                              snapshot_every=0, label_tokens=labels,
+                                              label_init=spec.label_init), lf, stop=stop)
+                    res = evaluate(pm, test, lf)
+                if res is not None:
+                    acc = res["accuracy"]
+                    correct = [p["correct"] for p in res["predictions"]]
                 row = {"method": m, "k": k, "seed": seed, "accuracy": acc,
                        "ci95": ci95(acc, len(test)), "n_test": len(test)}
+                if spec.keep_correct:
+                    row["correct"] = correct
                 rows.append(row)
                 done += 1
                 emit({"type": "cell", **row, "done": done, "total": total})

@@ -14,10 +14,11 @@ import torch
 from safetensors import SafetensorError
 
 from . import data as D
+from .label_tokens import FILE as LABELS_FILE
 from .evaluate import Score, evaluate, phase_progress, predict_scores
 from .experiment import RunSpec, resolve_fields, tag_breakdown
 from .model import PromptModel
-from .portable import PromptFileError, check_fits, read_prompt_file
+from .portable import PromptFileError, check_fits, label_tensors, read_prompt_file
 from .stats import Paired, pair_predictions, paired_dict
 from .store import RunStore
 from .template import parse, to_discrete
@@ -46,6 +47,8 @@ class LearnedPrompt:
     eval_ref: Optional[str] = None  # the run's own evaluation data and its --max-eval
     max_eval: Optional[int] = None
     amp: bool = True
+    # learned label tokens (``vectors``, ``bias``, ``init``), or None: the verbalizer's words
+    label_vectors: Optional[dict] = None
 
     @property
     def fields(self) -> list:
@@ -140,6 +143,11 @@ def from_run(rid: str, store: RunStore) -> LearnedPrompt:
         raise PromptFileError(f"the prompt of run {rid} cannot be read ({str(e)[:120]})") \
             from None
     emb = t.get("embeddings")
+    try:
+        lt = store.tensors(rid, LABELS_FILE) if emb is not None else {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise PromptFileError(f"the label tokens of run {rid} cannot be read ({str(e)[:120]})") \
+            from None
     if emb is None:
         raise NoLearnedPrompt(f"run {rid} has no learned prompt (status {run['status']}: a "
                               f"discrete template, or training did not finish)")
@@ -152,7 +160,7 @@ def from_run(rid: str, store: RunStore) -> LearnedPrompt:
         label_field=cfg.get("label_field") or "label", embeddings=emb.float(),
         text_fields=cfg.get("text_fields"), train_ref=cfg.get("train"),
         eval_ref=cfg.get("eval"), max_eval=cfg.get("max_eval"),
-        amp=bool((cfg.get("train_cfg") or {}).get("amp", True)))
+        amp=bool((cfg.get("train_cfg") or {}).get("amp", True)), label_vectors=lt or None)
 
 
 def from_file(path: Path) -> LearnedPrompt:
@@ -165,7 +173,7 @@ def from_file(path: Path) -> LearnedPrompt:
         discrete_template=dsrc if isinstance(dsrc, str) and dsrc else to_discrete(tpl),
         model=meta.get("model"), verbalizer=meta.get("verbalizer"),
         label_field=meta.get("label_field") or "label",
-        embeddings=tensors["embeddings"].float())
+        embeddings=tensors["embeddings"].float(), label_vectors=label_tensors(tensors) or None)
 
 
 def model_name(lp: LearnedPrompt, requested: Optional[str] = None) -> str:
@@ -182,8 +190,15 @@ def prompt_model(lp: LearnedPrompt, bb, fields: Optional[list] = None) -> Prompt
     """The prompt model with the stored embeddings as a fixed prompt (no trained encoder)."""
     check_fits(lp.template, lp.embeddings, bb)
     verb = Verbalizer.parse(lp.verbalizer) if lp.verbalizer is not None else None
-    pm = PromptModel(bb, lp.template, verb, "none", 0, fields)
+    learned = lp.label_vectors is not None and verb is not None
+    pm = PromptModel(bb, lp.template, verb, "none", 0, fields,
+                     label_tokens="learned" if learned else "words")
     pm.set_fixed_prompt(lp.embeddings)
+    if learned:
+        try:
+            pm.label_vectors.load(lp.label_vectors)
+        except ValueError as e:
+            raise PromptFileError(f"the prompt's learned label tokens do not fit: {e}") from None
     return pm
 
 

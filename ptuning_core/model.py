@@ -19,6 +19,7 @@ from torch import nn
 from .backbone import Backbone
 from .encoder import PromptEncoder, initial_embeddings
 from .encoding import Encoded, compile_layout, encode
+from . import label_tokens as LT
 from .verbalizer import CompiledVerbalizer, Verbalizer
 
 TEXT_ROLES = ("text", "field", "anchor")
@@ -92,7 +93,8 @@ class PrefixCache:
 
 class PromptModel(nn.Module):
     def __init__(self, backbone: Backbone, template, verbalizer: Optional[Verbalizer] = None,
-                 encoder: str = "lstm", seed: int = 13, fields=None):
+                 encoder: str = "lstm", seed: int = 13, fields=None,
+                 label_tokens: str = "words", label_init: str = "word"):
         super().__init__()
         object.__setattr__(self, "backbone", backbone)  # frozen, shared: not a submodule
         tok = backbone.tokenizer
@@ -127,6 +129,47 @@ class PromptModel(nn.Module):
             self.register_buffer("_avg", M.to(backbone.device), persistent=False)
             self.register_buffer("_first_ids", torch.tensor(
                 [w[0] for w in self.cverb.word_ids], device=backbone.device), persistent=False)
+        self.label_vectors: Optional[LT.LabelVectors] = None
+        self.label_init = label_init if label_tokens == "learned" else None
+        if label_tokens == "learned":
+            self._init_label_vectors(label_init, seed)
+        elif label_tokens != "words":
+            raise ValueError(f"label_tokens must be words or learned, got '{label_tokens}'")
+
+    def _init_label_vectors(self, how: str, seed: int) -> None:
+        """One trainable vector per class (label_tokens.py), started at the class's first
+        label word (or at random)."""
+        if self.cverb is None:
+            raise ValueError("learned label tokens need classes (a verbalizer)")
+        self._features = LT.head_features(self.backbone.model, self.kind)
+        W, b = LT.output_projection(self.backbone.model)
+        if self._features is None or W is None:
+            raise ValueError("this model's LM head is not recognised: learned label tokens "
+                             "need its output projection")
+        first = {}
+        for w, c in enumerate(self.cverb.word_class):
+            first.setdefault(c, self.cverb.word_ids[w][0])
+        ids = [first[c] for c in range(len(self.cverb.classes))]
+        gen = torch.Generator().manual_seed(seed + 7919)
+        self.label_vectors = LT.LabelVectors.initial(W, b, ids, how, gen).to(self.device)
+
+    def trainable_parameters(self) -> list:
+        """What training updates: the prompt encoder and, when learned, the label vectors."""
+        mods = [m for m in (self.encoder, self.label_vectors) if m is not None]
+        return [p for m in mods for p in m.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict:
+        out = {}
+        for name, m in (("encoder", self.encoder), ("labels", self.label_vectors)):
+            if m is not None:
+                out.update({f"{name}.{k}": v.detach().clone() for k, v in m.state_dict().items()})
+        return out
+
+    def load_trainable_state(self, state: dict) -> None:
+        for name, m in (("encoder", self.encoder), ("labels", self.label_vectors)):
+            if m is not None:
+                m.load_state_dict({k[len(name) + 1:]: v for k, v in state.items()
+                                   if k.startswith(name + ".")})
 
     # ---- basic properties -------------------------------------------------------------
     @property
@@ -139,7 +182,8 @@ class PromptModel(nn.Module):
 
     @property
     def warnings(self) -> list:
-        return list(self.layout.warnings) + (list(self.cverb.warnings) if self.cverb else [])
+        words_scored = self.cverb is not None and self.label_vectors is None
+        return list(self.layout.warnings) + (list(self.cverb.warnings) if words_scored else [])
 
     @property
     def classes(self) -> Optional[list]:
@@ -244,6 +288,9 @@ class PromptModel(nn.Module):
 
     def _finish(self, h, lpos, cache, mask, last_pos):
         hs = h[torch.arange(h.shape[0], device=h.device), lpos]
+        if self.label_vectors is not None:  # scored like words of an extended vocabulary
+            f = self._features(hs)
+            return LT.class_log_probs(self._logits(hs), self.label_vectors.logits(f))
         logp = torch.log_softmax(self._logits(hs), -1)
         if self.cverb is None:
             return logp

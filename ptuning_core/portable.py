@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 from safetensors import SafetensorError, safe_open
 
+from .label_tokens import FILE as LABELS_FILE
 from .store import RunStore, atomic_save
 
 FORMAT = "ptuning-studio-prompt/1"
@@ -37,8 +38,12 @@ def export_prompt(store: RunStore, run_id: str, path) -> str:
             "hidden_size": int(t["embeddings"].shape[1]), "name": run["name"],
             "label_field": cfg.get("label_field") or "label",
             "discrete_template": cfg.get("discrete_template")}
-    atomic_save({"embeddings": t["embeddings"].float(), "init": t.get("init",
-                  t["embeddings"]).float()}, path, {"ptuning": json.dumps(meta)})
+    out = {"embeddings": t["embeddings"].float(), "init": t.get("init", t["embeddings"]).float()}
+    lt = store.tensors(run_id, LABELS_FILE)
+    if lt:  # learned label tokens travel with the prompt
+        meta["label_tokens"] = "learned"
+        out.update({f"label_{k}": v.float() for k, v in lt.items()})
+    atomic_save(out, path, {"ptuning": json.dumps(meta)})
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return str(path)
 
@@ -56,7 +61,7 @@ def read_prompt_file(path) -> tuple:
         with safe_open(str(p), framework="pt") as f:
             meta_raw = (f.metadata() or {}).get("ptuning")
             keys = set(f.keys())
-            tensors = {k: f.get_tensor(k) for k in keys & {"embeddings", "init"}}
+            tensors = {k: f.get_tensor(k) for k in keys & {"embeddings", "init", *LABEL_KEYS}}
     except (SafetensorError, OSError, ValueError) as e:
         raise PromptFileError(f"not a valid safetensors file ({str(e)[:120]})") from None
     if not meta_raw:
@@ -76,7 +81,37 @@ def read_prompt_file(path) -> tuple:
         raise PromptFileError("'init' and 'embeddings' have different shapes")
     if not isinstance(meta.get("template"), str):
         raise PromptFileError("the file's metadata has no template")
+    check_label_tensors(tensors, emb.shape[1], meta.get("verbalizer"))
     return meta, tensors
+
+
+LABEL_KEYS = ("label_vectors", "label_bias", "label_init")
+
+
+def check_label_tensors(t: dict, hidden: int, verbalizer) -> None:
+    """Learned label vectors in a prompt file: all or none, one per class, finite, the prompt's
+    hidden size."""
+    have = [k for k in LABEL_KEYS if k in t]
+    if not have:
+        return
+    if set(have) != set(LABEL_KEYS):
+        raise PromptFileError("the file's learned label tokens are incomplete "
+                              f"(needs {', '.join(LABEL_KEYS)})")
+    v, b, i = (t[k] for k in LABEL_KEYS)
+    n = len(verbalizer) if isinstance(verbalizer, dict) else None
+    if v.dim() != 2 or v.shape[1] != hidden or i.shape != v.shape or b.shape != (v.shape[0],) \
+            or (n is not None and v.shape[0] != n):
+        raise PromptFileError("the file's learned label tokens do not fit its prompt (one "
+                              "vector of the hidden size per class)")
+    if not all(x.is_floating_point() and torch.isfinite(x).all() for x in (v, b, i)):
+        raise PromptFileError("the learned label tokens contain NaN or infinite values")
+
+
+def label_tensors(tensors: dict) -> dict:
+    """The run-store form (``vectors``, ``bias``, ``init``) of a file's label tensors, or {}."""
+    if "label_vectors" not in tensors:
+        return {}
+    return {k[len("label_"):]: tensors[k].float() for k in LABEL_KEYS}
 
 
 def check_fits(template: str, emb: torch.Tensor, backbone) -> None:
@@ -104,9 +139,13 @@ def import_prompt(store: RunStore, path, model: Optional[str] = None, owner: str
            "verbalizer": meta.get("verbalizer"), "label_field": meta.get("label_field") or "label",
            "discrete_template": meta.get("discrete_template"),
            "imported_from": os.path.basename(str(path))}
+    files = {"prompt.safetensors": {"embeddings": emb.float(),
+                                    "init": tensors.get("init", emb).float()}}
+    if label_tensors(tensors):
+        files[LABELS_FILE] = label_tensors(tensors)
+        cfg["train_cfg"] = {"label_tokens": "learned"}
     rid = store.create(meta.get("name") or "imported prompt", cfg, owner, kind="train",
                        status="imported")
     store.finish(rid, "imported", {"kind": meta.get("kind"), "model": meta.get("model")},
-                 {"prompt.safetensors": {"embeddings": emb.float(),
-                                         "init": tensors.get("init", emb).float()}})
+                 files)
     return rid

@@ -110,7 +110,8 @@ class Settings:
                              f"models")
 
 
-KIND_WORDS = {"train": "this run", "compare": "this comparison", "sweep": "this sweep"}
+KIND_WORDS = {"train": "this run", "compare": "this comparison", "sweep": "this sweep",
+              "experiment": "this experiment"}
 
 
 class Service:
@@ -363,6 +364,44 @@ class Service:
                          {"rows": rows, "summary": summarize(rows)})
             return rows
         return self.submit_task(who, f"sweep {spec.dataset}", fn, device, "sweep")
+
+    # ---- experiments (the method's claims, E1-E6) -------------------------------------------
+    def submit_experiment(self, who: str, request) -> Job:
+        """Check an ``experiments.ExperimentRequest`` (model allowed, step limit, preset, seeds,
+        k, dataset: user errors raise here), then queue it; the stored experiment belongs to
+        ``who``. The job's result is an ``experiments.ExperimentResult``."""
+        from . import experiments as X
+        from .backbone import resolve_device
+        request.model = self.settings.check_model(request.model)
+        plan = X.plan(request)
+        if plan.settings.steps > self.settings.max_steps:
+            raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
+                              f"run")
+        store = self.store
+
+        def fn(job: Job):
+            res = X.run(plan, callback=job.event, stop=job.stop)
+            rid = X.record(store, who, request, res)
+            job.run_id = rid
+            return X.ExperimentResult.from_store(store, rid)
+        label = f"{plan.experiment.id} {plan.experiment.title}"
+        return self.submit_task(who, label, fn, str(resolve_device(request.device)),
+                                X.STORE_KIND)
+
+    def experiment(self, rid: str):
+        """A stored experiment (``experiments.ExperimentResult``); StoreError if there is none."""
+        from . import experiments as X
+        res = X.ExperimentResult.from_store(self.store, rid)
+        if res is None:
+            raise StoreError(f"no experiment {rid}")
+        return res
+
+    def experiments(self) -> list:
+        """Stored experiments, newest first: (id, experiment id, status, created)."""
+        from . import experiments as X
+        return [{"id": r["id"], "experiment": r["config"].get("experiment"), "name": r["name"],
+                 "status": r["status"], "created": r["created"], "owner": r.get("owner")}
+                for r in self.store.list(kind=X.STORE_KIND)]
 
     def import_prompt(self, who: str, path, backbone=None, model: Optional[str] = None) -> str:
         """Import a prompt file as a run owned by ``who``; its run id."""

@@ -15,7 +15,11 @@ from .model import PromptModel
 
 LIMITS = {"steps": (1, 100000), "lr": (1e-6, 1.0), "batch_size": (1, 512),
           "aux_weight": (0.0, 10.0), "eval_every": (0, 100000), "patience": (0, 1000),
-          "clip": (0.0, 1000.0), "snapshot_every": (0, 100000)}
+          "clip": (0.0, 1000.0), "snapshot_every": (0, 100000), "lora_rank": (1, 256),
+          "lora_lr": (1e-7, 1.0), "full_lr": (1e-8, 1.0)}
+LABEL_TOKENS = ("words", "learned")
+LABEL_INITS = ("word", "random")
+FINETUNE = ("", "lora", "full")
 
 
 class ConfigError(ValueError):
@@ -42,6 +46,15 @@ class TrainConfig:
     prefix_cache_mb: int = 1024
     amp: bool = True  # bf16 autocast on CUDA
     snapshot_every: int = 2  # store pseudo embeddings every N steps (0: never): the replay slider
+    # words: each class is scored by its label words; learned: by a trainable vector per class
+    # (label_tokens.py), started at its first label word ("word") or at random ("random")
+    label_tokens: str = "words"
+    label_init: str = "word"
+    # fine-tuning baselines (finetune.py) instead of a prompt: "" (P-tuning), "lora" or "full"
+    finetune: str = ""
+    lora_rank: int = 8
+    lora_lr: float = 5e-4
+    full_lr: float = 2e-5
 
     def validate(self) -> "TrainConfig":
         for name, (lo, hi) in LIMITS.items():
@@ -51,6 +64,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {v}")
         if self.encoder not in ("lstm", "mlp", "none"):
             raise ConfigError(f"encoder must be lstm, mlp or none, got '{self.encoder}'")
+        if self.label_tokens not in LABEL_TOKENS:
+            raise ConfigError(f"label tokens must be words or learned, got '{self.label_tokens}'")
+        if self.finetune not in FINETUNE:
+            raise ConfigError(f"fine-tuning must be lora or full, got '{self.finetune}'")
+        if self.label_init not in LABEL_INITS:
+            raise ConfigError(f"label init must be word or random, got '{self.label_init}'")
         return self
 
     def to_dict(self) -> dict:
@@ -100,7 +119,7 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
             path = "fast-recompute"
 
     pm.encoder.train()
-    params = [p for p in pm.encoder.parameters() if p.requires_grad]
+    params = pm.trainable_parameters()  # the encoder (and learned label vectors)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(encs)
     bs = min(cfg.batch_size, n)
@@ -158,7 +177,7 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
             emit({"type": "eval", "step": step, "dev_accuracy": m})
             if m > best:
                 best, bad = m, 0
-                best_state = {k: v.detach().clone() for k, v in pm.encoder.state_dict().items()}
+                best_state = pm.trainable_state()
             else:
                 bad += 1
                 if cfg.patience and bad >= cfg.patience:
@@ -166,7 +185,7 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
                     break
     seconds = time.perf_counter() - t0
     if best_state is not None:
-        pm.encoder.load_state_dict(best_state)  # keep the best dev checkpoint
+        pm.load_trainable_state(best_state)  # keep the best dev checkpoint
     pm.encoder.eval()
     if cfg.snapshot_every and (not snaps or snaps[-1][0] != step):
         snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))

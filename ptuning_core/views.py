@@ -147,6 +147,20 @@ class PseudoToken:
 
 
 @dataclass(frozen=True)
+class LabelVector:
+    """A learned label token: one class's trainable vector at the label slot."""
+    cls: str
+    words: tuple  # the class's label words (the vector started at the first one's)
+    cosine_to_start: float
+    nearest: tuple  # Neighbour, in the LM head's output space
+
+    def as_row(self) -> dict:
+        return {"class": self.cls, "label words": ", ".join(self.words),
+                "cosine to start": self.cosine_to_start,
+                "nearest": ", ".join(f"{x.token!r} ({x.cosine:.2f})" for x in self.nearest)}
+
+
+@dataclass(frozen=True)
 class EmbeddingsView:
     run_id: str
     name: str
@@ -158,6 +172,7 @@ class EmbeddingsView:
     steps: tuple  # training steps of the stored trajectory snapshots
     losses: tuple  # the run's training loss per step
     can_retest: bool  # the run names evaluation data
+    label_vectors: tuple = ()  # LabelVector, when the run learned its label tokens
 
     @property
     def labels(self) -> list:
@@ -220,7 +235,21 @@ def embeddings_view(store, rid: str, bb, k: int, words_only: bool) -> Embeddings
         discretized=discretize(layout, nearest1),
         steps=tuple(trajectory_steps(store.tensors(rid, "trajectory.safetensors"))),
         losses=tuple((res.get("train") or {}).get("losses") or ()),
-        can_retest=bool(cfg.get("eval")))
+        can_retest=bool(cfg.get("eval")),
+        label_vectors=label_vectors(store, rid, bb, cfg, k, words_only))
+
+
+def label_vectors(store, rid: str, bb, cfg: dict, k: int, words_only: bool) -> tuple:
+    """The nearest vocabulary tokens of each learned label vector (none for label words)."""
+    from . import label_tokens
+    t = store.tensors(rid, label_tokens.FILE)
+    if not t or not cfg.get("verbalizer"):
+        return ()
+    near = label_tokens.nearest(t["vectors"], bb.model, bb.tokenizer, k, words_only)
+    return tuple(LabelVector(c, tuple(ws), moved,
+                             tuple(Neighbour(x["token"], x["cosine"]) for x in row))
+                 for (c, ws), moved, row in zip(cfg["verbalizer"].items(),
+                                                label_tokens.cosine_to_init(t), near))
 
 
 def embedding_map(store, rid: str, bb, method: str, n_vocab: int = 1200) -> EmbeddingMap:

@@ -120,11 +120,22 @@ def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
     assert b.get_by_role("button", name=re.compile("^Stop Ada")).count() == 0
 
     # A shares its run on the class board
-    a.goto(f"{server}/runs?run={a_run}", wait_until="networkidle")
-    a.get_by_text("Manage this run").click()
-    a.get_by_text("Shared on the class board").click()
-    a.get_by_role("link", name="Class board").click()  # the share has landed: it is listed
-    a.get_by_text("Ranked by the lower end").wait_for(timeout=60_000)
+    for attempt in range(3):
+        a.goto(f"{server}/runs?run={a_run}", wait_until="networkidle")
+        a.get_by_text("Manage this run").click()
+        toggle = a.get_by_role("switch", name="Shared on the class board")
+        toggle.wait_for(state="attached", timeout=60_000)
+        if not toggle.is_checked():
+            a.get_by_text("Shared on the class board").click()
+        a.wait_for_timeout(3000)
+        a.get_by_role("link", name="Class board").click()  # the share has landed: it is listed
+        try:
+            a.get_by_text("Ranked by the lower end").wait_for(timeout=30_000)
+            break
+        except Exception:
+            a.screenshot(path=f"/tmp/classroom-share-{attempt}.png", full_page=True)
+            if attempt == 2:
+                raise
 
     # ---- A refreshes (and opens a new tab): its run is live and its own ----------------------
     a.goto(f"{server}/train", wait_until="networkidle")

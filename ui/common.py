@@ -76,7 +76,8 @@ def share_query() -> str:
     return urlencode(q)
 
 
-PAGE_PATHS = ("studio", "train", "runs", "compare", "embeddings", "fewshot", "board")
+PAGE_PATHS = ("studio", "train", "runs", "compare", "embeddings", "fewshot", "board",
+              "experiments")
 
 
 def app_root(url: str) -> str:
