@@ -49,62 +49,91 @@ def linear_probe_features(pm: PromptModel, rows: list, batch_size: int = 32) -> 
     return np.concatenate(feats)
 
 
-def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None,
-              stop: Optional[threading.Event] = None) -> list:
-    from sklearn.linear_model import LogisticRegression
-    emit = callback or (lambda e: None)
+def sweep_inputs(spec: SweepSpec) -> dict:
+    """Check a sweep and read its data (no model needed): the dataset's manifest entry and its
+    train and test rows. What a worker elsewhere needs besides the model (``SweepContext``)."""
     info = D.dataset_info(spec.dataset)
     if info.get("label_space") != "classes":
         raise D.DataError("few-shot sweeps need a classification dataset")
     for m in spec.methods:
         if m not in METHODS:
             raise D.DataError(f"unknown method '{m}': use {', '.join(METHODS)}")
-    bb = get_backbone(spec.model, spec.device)
-    tpl = spec.template or info["ptuning_templates"][bb.kind]
-    if not parse(tpl).has_pseudo:
+    if spec.template is not None and not parse(spec.template).has_pseudo:
         raise D.DataError("the sweep template needs pseudo tokens")
     verb = Verbalizer.parse(info["verbalizer"])
-    lf = info["label_field"]
-    fields = info["fields"]
+    lf, fields = info["label_field"], info["fields"]
     train_all = D.validate(D.load_ref(f"{spec.dataset}:train"), fields, lf, verb.classes).rows
     test = D.validate(D.load_ref(f"{spec.dataset}:test"), fields, lf, verb.classes).rows
     if spec.max_eval:
         test = test[:spec.max_eval]
+    return {"info": info, "train": train_all, "test": test}
+
+
+def sweep_cells(spec: SweepSpec) -> list:
+    """The sweep's cells (k, seed, method) in the order they are run and reported."""
+    return [(k, seed, m) for k in spec.ks for seed in spec.seeds for m in spec.methods]
+
+
+class SweepContext:
+    """One sweep on one backbone: the model, the parsed template and verbalizer, and what every
+    cell shares (the discrete accuracy, the linear probe's test features), computed once. A cell
+    depends only on its (k, seed, method), so cells may run in any order or process."""
+
+    def __init__(self, spec: SweepSpec, inputs: dict):
+        info = inputs["info"]
+        self.spec = spec
+        self.bb = get_backbone(spec.model, spec.device)
+        self.tpl = spec.template or info["ptuning_templates"][self.bb.kind]
+        if not parse(self.tpl).has_pseudo:
+            raise D.DataError("the sweep template needs pseudo tokens")
+        self.verb = Verbalizer.parse(info["verbalizer"])
+        self.lf, self.fields = info["label_field"], info["fields"]
+        self.train_all, self.test = inputs["train"], inputs["test"]
+        self.dpm = PromptModel(self.bb, to_discrete(self.tpl), self.verb, "none", 0, self.fields)
+        self.disc_acc = None
+        self.test_feats = None
+
+    def cell(self, k: int, seed: int, m: str,
+             stop: Optional[threading.Event] = None) -> dict:
+        lf, test = self.lf, self.test
+        tr, dv = D.sample_k_shot(self.train_all, k, seed, lf)
+        if m == "discrete":
+            if self.disc_acc is None:
+                self.disc_acc = evaluate(self.dpm, test, lf)["accuracy"]
+            acc = self.disc_acc
+        elif m == "linear-probe":
+            from sklearn.linear_model import LogisticRegression
+            if self.test_feats is None:
+                self.test_feats = linear_probe_features(self.dpm, test)
+            X = linear_probe_features(self.dpm, tr)
+            y = [r[lf] for r in tr]
+            clf = LogisticRegression(max_iter=2000, C=1.0).fit(X, y)
+            acc = float((clf.predict(self.test_feats) ==
+                         np.array([r[lf] for r in test])).mean())
+        else:
+            spec = self.spec
+            enc = "lstm" if m == "ptuning" else "none"
+            pm = PromptModel(self.bb, self.tpl, self.verb, enc, seed, self.fields)
+            train(pm, tr, TrainConfig(steps=spec.steps, lr=spec.lr, seed=seed,
+                                      batch_size=spec.batch_size, encoder=enc,
+                                      snapshot_every=0), lf, stop=stop)
+            acc = evaluate(pm, test, lf)["accuracy"]
+        return {"method": m, "k": k, "seed": seed, "accuracy": acc,
+                "ci95": ci95(acc, len(test)), "n_test": len(test)}
+
+
+def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None,
+              stop: Optional[threading.Event] = None) -> list:
+    emit = callback or (lambda e: None)
+    ctx = SweepContext(spec, sweep_inputs(spec))
+    cells = sweep_cells(spec)
     rows = []
-    dpm = PromptModel(bb, to_discrete(tpl), verb, "none", 0, fields)
-    disc_acc = None
-    total = len(spec.ks) * len(spec.seeds) * len(spec.methods)
-    done = 0
-    test_feats = None
-    for k in spec.ks:
-        for seed in spec.seeds:
-            tr, dv = D.sample_k_shot(train_all, k, seed, lf)
-            for m in spec.methods:
-                if stop is not None and stop.is_set():
-                    return rows
-                if m == "discrete":
-                    if disc_acc is None:
-                        disc_acc = evaluate(dpm, test, lf)["accuracy"]
-                    acc = disc_acc
-                elif m == "linear-probe":
-                    if test_feats is None:
-                        test_feats = linear_probe_features(dpm, test)
-                    X = linear_probe_features(dpm, tr)
-                    y = [r[lf] for r in tr]
-                    clf = LogisticRegression(max_iter=2000, C=1.0).fit(X, y)
-                    acc = float((clf.predict(test_feats) == np.array([r[lf] for r in test])).mean())
-                else:
-                    enc = "lstm" if m == "ptuning" else "none"
-                    pm = PromptModel(bb, tpl, verb, enc, seed, fields)
-                    train(pm, tr, TrainConfig(steps=spec.steps, lr=spec.lr, seed=seed,
-                                              batch_size=spec.batch_size, encoder=enc,
-                                              snapshot_every=0), lf, stop=stop)
-                    acc = evaluate(pm, test, lf)["accuracy"]
-                row = {"method": m, "k": k, "seed": seed, "accuracy": acc,
-                       "ci95": ci95(acc, len(test)), "n_test": len(test)}
-                rows.append(row)
-                done += 1
-                emit({"type": "cell", **row, "done": done, "total": total})
+    for k, seed, m in cells:
+        if stop is not None and stop.is_set():
+            return rows
+        row = ctx.cell(k, seed, m, stop)
+        rows.append(row)
+        emit({"type": "cell", **row, "done": len(rows), "total": len(cells)})
     return rows
 
 
