@@ -140,6 +140,8 @@ def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None
 def summarize(rows: list) -> list:
     groups: dict = {}
     for r in rows:
+        if r.get("accuracy") is None:  # a cell that could not be run (its ``error`` says why)
+            continue
         groups.setdefault((r["method"], r["k"]), []).append(r["accuracy"])
     out = []
     for (m, k), accs in sorted(groups.items(), key=lambda x: (x[0][0], x[0][1])):

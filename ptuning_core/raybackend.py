@@ -124,14 +124,7 @@ def _init(cfg: RayConfig) -> None:
     except ImportError:
         raise BackendUnavailable(f"{ENV_ADDRESS} is set but Ray is not installed here "
                                  f"(pip install -r requirements-ray.txt)") from None
-    if ray.is_initialized():
-        return
-    kw = dict(include_dashboard=False, log_to_driver=False, runtime_env=_runtime_env(cfg),
-              configure_logging=False)
-    if cfg.address == "local":
-        ray.init(num_cpus=cfg.num_cpus or None, **kw)
-        return
-    if cfg.address != "auto":
+    if cfg.address not in ("local", "auto"):
         host, port = _host_port(cfg.address)
         try:  # one quick TCP probe: Ray itself retries an unreachable head for minutes
             socket.create_connection((host, port), timeout=min(5.0, cfg.connect_timeout)).close()
@@ -139,6 +132,13 @@ def _init(cfg: RayConfig) -> None:
             raise BackendUnavailable(f"cannot reach the Ray cluster at {cfg.address} "
                                      f"({e.strerror or type(e).__name__}); is 'ray start "
                                      f"--head' running there?") from None
+    if ray.is_initialized():  # connected already (one process, one cluster)
+        return
+    kw = dict(include_dashboard=False, log_to_driver=False, runtime_env=_runtime_env(cfg),
+              configure_logging=False)
+    if cfg.address == "local":  # a new instance, even if another one runs on this machine
+        ray.init(address="local", num_cpus=cfg.num_cpus or None, **kw)
+        return
     box: dict = {}
 
     def connect():
@@ -306,6 +306,7 @@ class RayPool:
         self._seq = 0
         self._last: dict = {}  # session -> monotonic time it was last handed an actor
         self.lost = 0  # actors that died and were replaced
+        self.busy: dict = {}  # actor index -> what it runs now (a run id or a sweep cell)
 
     def _new_actor(self):
         return self._cls.options(**self._opts).remote(int(self.cfg.cpus_per_worker) or 1)
@@ -373,6 +374,7 @@ class RayPool:
         if idx is None:
             return None
         actor, token, dead = self._handles[idx], uuid.uuid4().hex, False
+        self.busy[idx] = cell.get("run_id") or cell.get("cell")
         try:
             if on_start is not None:
                 on_start(idx)
@@ -405,6 +407,7 @@ class RayPool:
             why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise WorkerLost(f"the Ray worker running this died ({why})") from None
         finally:
+            self.busy.pop(idx, None)
             self._release(idx, dead)
 
     def close(self) -> None:
@@ -493,8 +496,9 @@ def run_recorded(p: RayPool, spec, store, run_id: str, prepared=None,
 def run_sweep(p: RayPool, spec, callback: Optional[Callable[[dict], None]] = None,
               stop: Optional[threading.Event] = None, session: str = "cli") -> list:
     """``fewshot.run_sweep`` with its cells spread over the pool: the same rows, in the same
-    order, for the same seeds. A cell whose worker died is a row with ``error`` (no accuracy);
-    the others go on. Each row says which worker ran it (``worker``)."""
+    order, for the same seeds. A cell whose worker died runs once more on another; if that one
+    dies too, its row has ``error`` and no accuracy, and the others go on. Each row says which
+    worker ran it (``worker``)."""
     from .fewshot import sweep_cells, sweep_inputs
     emit = callback or (lambda e: None)
     inputs = p.ray.put(sweep_inputs(spec))
@@ -511,7 +515,11 @@ def run_sweep(p: RayPool, spec, callback: Optional[Callable[[dict], None]] = Non
         k, seed, m = cells[i]
         cell = {"kind": "sweep", "sweep": key, "spec": dict(spec.__dict__), "cell": [k, seed, m]}
         try:
-            out = p.run_cell(cell, session, None, halt, data=inputs)
+            try:
+                out = p.run_cell(cell, session, None, halt, data=inputs)
+            except WorkerLost as e:  # a cell stores nothing: it is run once more elsewhere
+                log.warning("sweep cell %s: %s; running it again", cells[i], e)
+                out = p.run_cell(cell, session, None, halt, data=inputs)
         except WorkerLost as e:
             out = ({"method": m, "k": k, "seed": seed, "accuracy": None, "ci95": None,
                     "n_test": None, "error": str(e)}, None)

@@ -27,6 +27,14 @@ def service() -> Service:
     return Service()
 
 
+def backend_banner() -> None:
+    """One line at the top of every page when this server's job backend (Ray) cannot take
+    runs: they are refused, not run elsewhere."""
+    err = service().backend_error
+    if err:
+        st.error(f"Training is unavailable on this server: {err}", icon=":material/cloud_off:")
+
+
 def backbone(name: str | None = None):
     """The shared frozen model (one per process); None with an error shown if it fails."""
     name = name or st.session_state.get("model", DEFAULT_MODEL)
