@@ -82,8 +82,7 @@ class RayConfig:
     def from_env(cls, address: Optional[str] = None) -> "RayConfig":
         return cls(address=(address or os.environ.get(ENV_ADDRESS, "") or "local").strip(),
                    workers=_env_num("PTUNING_RAY_WORKERS", 0),
-                   gpus_per_worker=_env_num("PTUNING_RAY_GPUS_PER_WORKER", -1.0, float)
-                   if os.environ.get("PTUNING_RAY_GPUS_PER_WORKER", "").strip() else -1.0,
+                   gpus_per_worker=_env_num("PTUNING_RAY_GPUS_PER_WORKER", -1.0, float),
                    cpus_per_worker=_env_num("PTUNING_RAY_CPUS_PER_WORKER", 1.0, float) or 1.0,
                    num_cpus=_env_num("PTUNING_RAY_NUM_CPUS", 0),
                    connect_timeout=_env_num("PTUNING_RAY_CONNECT_TIMEOUT", 20.0, float) or 20.0)

@@ -157,6 +157,36 @@ def test_service_queues_runs_on_ray_and_a_user_error_stays_one_line(ray_service,
     assert svc.store.get(rid, details=False)["status"] == "failed"
 
 
+@needs_ray
+@pytest.mark.ray
+def test_comparisons_and_lists_of_runs_go_through_the_pool(ray_service, tiny_dir):
+    from ptuning_core import raybackend
+    svc = ray_service
+    comp = svc.submit_comparison(A, run_spec(tiny_dir, steps=2), ["P-tuning (lstm)",
+                                                                  "prompt tuning (none)"])
+    svc.queue.wait(comp.id, 120)
+    assert comp.status == "finished", comp.error
+    runs = [r for r in svc.store.list() if r["kind"] == "train"]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
+    assert all(len(svc.store.steps(r["id"])) == 2 for r in runs)
+    # the entry an experiment uses: a list of specs (dicts too), results as each ends
+    specs = [run_spec(tiny_dir, steps=2, seed=s).to_dict() for s in (13, 21)]
+    bad = run_spec(tiny_dir, steps=2)
+    bad.model = tiny_dir + "-missing"
+    seen = {}
+    for i, res in raybackend.run_specs(svc.ray, specs + [bad], store=svc.store, owner=B,
+                                       session=B):
+        seen[i] = res
+    assert sorted(seen) == [0, 1, 2]
+    assert type(seen[2]).__name__ == "ModelLoadError" and "no model folder" in str(seen[2])
+    for i in (0, 1):
+        run = svc.store.get(seen[i]["run_id"], details=False)
+        assert run["status"] == "finished" and run["owner"] == B
+        assert run["config"]["train_cfg"]["seed"] == specs[i]["train_cfg"]["seed"]
+    assert svc.store.get(seen[0]["run_id"])["result"]["continuous"] == \
+        run_experiment(run_spec(tiny_dir, steps=2, seed=13))["continuous"]
+
+
 # ---- stopping ---------------------------------------------------------------------------------
 @needs_ray
 @pytest.mark.ray
@@ -215,7 +245,7 @@ def test_a_killed_actor_fails_its_run_and_the_others_go_on(ray_service, tiny_dir
 # ---- the CLI ----------------------------------------------------------------------------------
 @needs_ray
 @pytest.mark.ray
-def test_cli_fewshot_on_ray_says_backend_and_workers(pool, tiny_dir, monkeypatch, capsys):
+def test_cli_fewshot_and_run_on_ray_say_backend_and_workers(pool, tiny_dir, monkeypatch, capsys):
     from ptuning_core.cli import main
     monkeypatch.setenv("PTUNING_RAY_ADDRESS", "local")
     args = ["fewshot", "--dataset", "sentiment", "--model", tiny_dir, "--k", "2",
@@ -228,6 +258,16 @@ def test_cli_fewshot_on_ray_says_backend_and_workers(pool, tiny_dir, monkeypatch
     local = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert local["backend"] == "local" and "workers" not in local
     assert local["summary"] == out["summary"]
+    run = ["run", "--model", tiny_dir, "--train", "sentiment:train", "--eval", "sentiment:test",
+           "--template", "{sentence} [P*2] It was [MASK]", "--verbalizer", json.dumps(VERB),
+           "--shots", "2", "--steps", "3", "--max-eval", "6", "--device", "cpu", "--json"]
+    assert main(run) == 0  # PTUNING_RAY_ADDRESS set: Ray is the default
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["backend"] == "ray" and res["workers"] == 1
+    assert res["status"] == "finished" and len(res["train"]["losses"]) == 3
+    stored = RunStore().get(Path(res["run_dir"]).name)
+    assert stored["status"] == "finished" and stored["owner"] == "cli"
+    assert stored["result"]["continuous"] == res["continuous"]
 
 
 def _cli(args, env_extra, tmp_path):
