@@ -277,10 +277,59 @@ def _execute_run(cell: dict, emit, stop) -> dict:
 
 
 # ---- the pool (driver side) -----------------------------------------------------------------------
+class FairSlots:
+    """``n`` workers handed out fairly: a free one goes to the first waiter of the session
+    served least recently (the local queue's round-robin), so one session's sweep of many cells
+    cannot keep everyone else's runs waiting. No Ray here."""
+
+    def __init__(self, n: int):
+        self._cv = threading.Condition()
+        self._idle = list(range(n))
+        self._pending: list = []  # [seq, session], in arrival order
+        self._seq = 0
+        self._last: dict = {}  # session -> monotonic time it was last handed a worker
+
+    def _next_locked(self):
+        firsts: dict = {}
+        for t in self._pending:
+            firsts.setdefault(t[1], t)
+        if not firsts:
+            return None
+        s = min(firsts, key=lambda s: (self._last.get(s, 0.0), firsts[s][0]))
+        return firsts[s]
+
+    def waiting(self) -> list:
+        """Sessions of the waiters, in arrival order."""
+        with self._cv:
+            return [t[1] for t in self._pending]
+
+    def acquire(self, session: str, stop=None) -> Optional[int]:
+        """Block until a worker is this caller's turn; its index, or None once ``stop`` is
+        set (the caller gave up waiting)."""
+        with self._cv:
+            self._seq += 1
+            ticket = [self._seq, session]
+            self._pending.append(ticket)
+            try:
+                while True:
+                    if stop is not None and stop.is_set():
+                        return None
+                    if self._idle and self._next_locked() is ticket:
+                        self._last[session] = time.monotonic()
+                        return self._idle.pop(0)
+                    self._cv.wait(0.2)
+            finally:
+                self._pending.remove(ticket)
+                self._cv.notify_all()
+
+    def release(self, idx: int) -> None:
+        with self._cv:
+            self._idle.append(idx)
+            self._cv.notify_all()
+
+
 class RayPool:
-    """Actors and a fair hand-out of them: a free actor goes to the waiting cell of the session
-    served least recently (as the local queue orders jobs), so one session's sweep of many
-    cells cannot keep everyone else's runs waiting."""
+    """The actors (one per GPU, or per CPU slot) and their fair hand-out (``FairSlots``)."""
 
     def __init__(self, cfg: RayConfig):
         import ray
@@ -299,11 +348,7 @@ class RayPool:
         self._opts = dict(num_cpus=cfg.cpus_per_worker, num_gpus=per_gpu, max_concurrency=2)
         self._cls = ray.remote(Worker)
         self._handles = [self._new_actor() for _ in range(n)]
-        self._cv = threading.Condition()
-        self._idle = list(range(n))
-        self._pending: list = []  # [seq, session]
-        self._seq = 0
-        self._last: dict = {}  # session -> monotonic time it was last handed an actor
+        self.slots = FairSlots(n)
         self.lost = 0  # actors that died and were replaced
         self.busy: dict = {}  # actor index -> what it runs now (a run id or a sweep cell)
 
@@ -318,33 +363,6 @@ class RayPool:
         gpu = f", {self._opts['num_gpus']:g} GPU each" if self._opts["num_gpus"] else ""
         return f"Ray at {self.cfg.address}: {self.size} workers{gpu}"
 
-    # ---- handing out actors -----------------------------------------------------------------
-    def _next_locked(self):
-        firsts: dict = {}
-        for t in self._pending:
-            firsts.setdefault(t[1], t)
-        if not firsts:
-            return None
-        s = min(firsts, key=lambda s: (self._last.get(s, 0.0), firsts[s][0]))
-        return firsts[s]
-
-    def _acquire(self, session: str, stop: Optional[threading.Event]) -> Optional[int]:
-        with self._cv:
-            self._seq += 1
-            ticket = [self._seq, session]
-            self._pending.append(ticket)
-            try:
-                while True:
-                    if stop is not None and stop.is_set():
-                        return None
-                    if self._idle and self._next_locked() is ticket:
-                        self._last[session] = time.monotonic()
-                        return self._idle.pop(0)
-                    self._cv.wait(0.2)
-            finally:
-                self._pending.remove(ticket)
-                self._cv.notify_all()
-
     def _release(self, idx: int, dead: bool = False) -> None:
         if dead:
             try:
@@ -353,9 +371,7 @@ class RayPool:
                 pass
             self._handles[idx] = self._new_actor()
             self.lost += 1
-        with self._cv:
-            self._idle.append(idx)
-            self._cv.notify_all()
+        self.slots.release(idx)
 
     def handle(self, idx: int):
         return self._handles[idx]
@@ -369,7 +385,7 @@ class RayPool:
         as they come; (result, worker index), or None when ``stop`` was set before it started.
         The cell's own errors are raised as they were; a dead actor raises WorkerLost."""
         ray = self.ray
-        idx = self._acquire(session, stop)
+        idx = self.slots.acquire(session, stop)
         if idx is None:
             return None
         actor, token, dead = self._handles[idx], uuid.uuid4().hex, False

@@ -242,6 +242,55 @@ def test_a_killed_actor_fails_its_run_and_the_others_go_on(ray_service, tiny_dir
         assert j.status == "finished", j.error
 
 
+@needs_ray
+@pytest.mark.ray
+def test_a_sweep_cell_whose_actor_dies_runs_again_elsewhere(pool, tiny_dir):
+    import ray
+    from ptuning_core import raybackend
+    spec = SweepSpec(dataset="sentiment", model=tiny_dir, ks=[2], seeds=[13],
+                     methods=["ptuning", "prompt-tuning"], steps=20000, max_eval=6,
+                     device="cpu")
+    stop, out = threading.Event(), {}
+    t = threading.Thread(target=lambda: out.update(rows=raybackend.run_sweep(
+        pool, spec, stop=stop, session=A)))
+    t.start()
+    wait_for(lambda: len(pool.busy) == 2, "both cells to start")
+    lost = pool.lost
+    victim = dict(pool.busy)[0]
+    ray.kill(pool.handle(0))
+    wait_for(lambda: pool.lost == lost + 1 and victim in pool.busy.values(),
+             "the lost cell to start again")
+    stop.set()
+    t.join(120)
+    rows = out["rows"]
+    assert sorted(r["method"] for r in rows) == ["prompt-tuning", "ptuning"]
+    assert all(r["accuracy"] is not None and "error" not in r for r in rows)
+
+
+def test_workers_are_handed_out_round_robin_over_sessions():
+    from ptuning_core.raybackend import FairSlots
+    slots = FairSlots(1)
+    assert slots.acquire(A) == 0  # A's first cell holds the only worker
+    got = []
+
+    def wait(session):
+        i = slots.acquire(session)
+        got.append(session)
+        slots.release(i)
+    threads = []
+    for who in (A, A, A, B):  # A's sweep queues three more cells, then B one run
+        threads.append(threading.Thread(target=wait, args=(who,)))
+        threads[-1].start()
+        wait_for(lambda n=len(threads): len(slots.waiting()) == n, "the waiter")
+    slots.release(0)
+    for t in threads:
+        t.join(30)
+    assert got == [B, A, A, A]  # B was never served: it goes before A's remaining cells
+    stop = threading.Event()
+    stop.set()
+    assert slots.acquire(C, stop) is None  # a waiter that gives up (a cancelled job)
+
+
 # ---- the CLI ----------------------------------------------------------------------------------
 @needs_ray
 @pytest.mark.ray
