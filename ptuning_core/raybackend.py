@@ -157,7 +157,7 @@ def _init(cfg: RayConfig) -> None:
     raise BackendUnavailable(f"cannot connect to the Ray cluster at {cfg.address}: {msg}")
 
 
-# ---- the actor ------------------------------------------------------------------------------------
+# ---- the actor ----------------------------------------------------------------------------------
 class Worker:
     """One Ray actor: holds the backbone(s) it was asked for (the registry of its process) and
     runs one cell at a time. ``run`` is a generator (Ray streams what it yields); ``stop`` runs
@@ -276,7 +276,7 @@ def _execute_run(cell: dict, emit, stop) -> dict:
     return {"result": result, "finish": rec.finished if rec else None}
 
 
-# ---- the pool (driver side) -----------------------------------------------------------------------
+# ---- the pool (driver side) ---------------------------------------------------------------------
 class FairSlots:
     """``n`` workers handed out fairly: a free one goes to the first waiter of the session
     served least recently (the local queue's round-robin), so one session's sweep of many cells
@@ -469,7 +469,7 @@ class _Either:
         return any(e.is_set() for e in self.events)
 
 
-# ---- what the service and the CLI call ------------------------------------------------------------
+# ---- what the service and the CLI call ----------------------------------------------------------
 def run_recorded(p: RayPool, spec, store, run_id: str, prepared=None,
                  callback: Optional[Callable[[dict], None]] = None,
                  stop: Optional[threading.Event] = None, session: str = "cli") -> dict:

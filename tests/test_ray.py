@@ -325,6 +325,9 @@ def _cli(args, env_extra, tmp_path):
     code = ("import json, sys\n"
             "from ptuning_core.cli import main\n"
             "rc = main(sys.argv[1:])\n"
+            "if rc == 0:\n"
+            "    from ptuning_core.service import Service\n"
+            "    Service().queue.close()  # the app's door, too\n"
             "print(json.dumps({'rc': rc, 'ray': 'ray' in sys.modules}))\n")
     return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -381,3 +384,18 @@ def test_the_app_banner_shows_an_unreachable_backend(unreachable, tiny_app):
     at = page()
     assert any("Training is unavailable on this server: cannot reach the Ray cluster"
                in e.value for e in at.error)
+
+
+@pytest.fixture
+def ray_env(pool, monkeypatch):
+    monkeypatch.setenv("PTUNING_RAY_ADDRESS", "local")
+
+
+@needs_ray
+@pytest.mark.ray
+def test_the_app_says_where_it_trains(ray_env, tiny_app):
+    svc, page = tiny_app
+    assert svc.backend() == {"backend": "ray", "workers": 2, "error": None}
+    at = page()
+    assert any(c.value == "Training on Ray at local: 2 workers" for c in at.caption)
+    assert not at.error

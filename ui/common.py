@@ -191,6 +191,8 @@ def sidebar() -> None:
         bb = backbone()
         if bb is not None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
+        if svc.ray is not None:  # runs and sweeps train elsewhere
+            st.caption(f"Training on {svc.ray.describe()}")
         st.markdown("### Dataset")
         names = D.list_datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
