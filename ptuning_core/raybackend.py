@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import queue
 import socket
 import threading
@@ -223,17 +222,25 @@ class Worker:
         raise ValueError(f"unknown cell kind {cell['kind']!r}")
 
 
-def _portable_error(e: BaseException) -> BaseException:
-    """The error itself when it survives pickling (the driver re-raises it: a user error stays
-    one), else a RuntimeError that names it."""
-    try:
-        back = pickle.loads(pickle.dumps(e))
-        if type(back) is type(e) and str(back) == str(e):
-            return e
-    except Exception:  # not picklable: described instead
-        pass
-    log.debug("cell failed: %s", traceback.format_exc())
-    return RuntimeError(f"{type(e).__name__}: {e}")
+def _portable_error(e: BaseException) -> dict:
+    """An error of a cell as plain data: the driver raises a user error (one line) as the same
+    class again (``_raise``), anything else as a RuntimeError that names it."""
+    if _user_error_classes().get(type(e).__name__) is not type(e):
+        log.warning("cell failed: %s", traceback.format_exc())
+    return {"type": type(e).__name__, "message": str(e)}
+
+
+def _user_error_classes() -> dict:
+    from .backbone import ModelLoadError
+    from .experiment import USER_ERRORS
+    return {c.__name__: c for c in (*USER_ERRORS, ModelLoadError)}
+
+
+def _raise(err: dict):
+    cls = _user_error_classes().get(err["type"])
+    if cls is not None:
+        raise cls(err["message"])
+    raise RuntimeError(f"{err['type']}: {err['message']}")
 
 
 class RecordingStore:
@@ -411,7 +418,7 @@ class RayPool:
                         if on_event is not None:
                             on_event(payload)
                     elif kind == "error":
-                        raise payload
+                        _raise(payload)
                     else:
                         return payload, idx
         except ray.exceptions.RayTaskError as e:  # the actor's own code broke (not a cell's)
