@@ -2,12 +2,13 @@
 import streamlit as st
 
 from ui.classroom import classroom_sidebar, remember, start_session
-from ui.common import restore_from_link, sidebar
+from ui.common import backend_banner, restore_from_link, sidebar
 
 st.set_page_config(page_title="P-Tuning Studio", page_icon=":material/tune:", layout="wide")
 start_session()  # identity (signed cookie), what the server kept for it, the class's pin
 try:
     restore_from_link()
+    backend_banner()
     nav = st.navigation({
         "Build": [st.Page("pages/studio.py", title="Template Studio", icon=":material/edit:",
                           default=True),

@@ -120,6 +120,23 @@ def _spec_from_args(a):
                    train_cfg=cfg)
 
 
+def _add_backend_arg(p) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default=None,
+                   help="where to run: this process, or a Ray pool at $PTUNING_RAY_ADDRESS (a "
+                        "local Ray instance when unset); default: ray if PTUNING_RAY_ADDRESS is "
+                        "set, else local")
+
+
+def _ray_pool(a):
+    """(backend name, Ray pool or None); BackendUnavailable (one line) if Ray cannot be used."""
+    backend = a.backend or ("ray" if os.environ.get("PTUNING_RAY_ADDRESS", "").strip()
+                            else "local")
+    if backend == "local":
+        return backend, None
+    from .raybackend import pool
+    return backend, pool()
+
+
 def cmd_run(a) -> int:
     import shutil
 
@@ -133,9 +150,22 @@ def cmd_run(a) -> int:
         return _err(str(e))
     for w in prep.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    from .raybackend import BackendUnavailable, WorkerLost
+    try:
+        backend, ray = _ray_pool(a)
+    except BackendUnavailable as e:
+        return _err(str(e))
     store = RunStore()
     try:
-        res = submit_and_run(spec, store, owner="cli", callback=_Progress(), prepared=prep)
+        if ray is None:
+            res = submit_and_run(spec, store, owner="cli", callback=_Progress(), prepared=prep)
+        else:
+            from .raybackend import run_recorded
+            rid = store.create(spec.name or spec.template[:60], spec.to_dict(), "cli")
+            res = run_recorded(ray, spec, store, rid, prep, callback=_Progress())
+    except WorkerLost as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except ModelLoadError as e:
         return _err(str(e))
     except USER_ERRORS as e:
@@ -146,6 +176,9 @@ def cmd_run(a) -> int:
     for w in res.get("warnings", []):
         if w not in prep.warnings:
             print(f"warning: {w}", file=sys.stderr)
+    res["backend"] = backend
+    if ray is not None:
+        res["workers"] = 1
     if a.out:
         shutil.copytree(res["run_dir"], a.out, dirs_exist_ok=True)
         with open(os.path.join(a.out, "result.json"), "w", encoding="utf-8") as f:
@@ -313,21 +346,38 @@ def _int_list(text: str, what: str) -> list:
 def cmd_fewshot(a) -> int:
     from .backbone import ModelLoadError
     from .experiment import USER_ERRORS
-    from .fewshot import SweepSpec, run_sweep, summarize
+    from .fewshot import SweepSpec, run_sweep, summarize, sweep_inputs
+    from .raybackend import BackendUnavailable
+
+    def show(e):
+        if e.get("type") != "cell":
+            return
+        acc = "failed" if e["accuracy"] is None else f"{e['accuracy']:.4f}"
+        print(f"{e['method']:10s} k={e['k']:<3d} seed={e['seed']:<4d} acc={acc}",
+              file=sys.stderr)
     try:
         spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
                          ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
                          max_eval=a.max_eval, device=a.device, label_tokens=a.label_tokens,
                          label_init=a.label_init)
-        rows = run_sweep(spec, callback=lambda e: print(
-            f"{e['method']:10s} k={e['k']:<3d} seed={e['seed']:<4d} acc={e['accuracy']:.4f}",
-            file=sys.stderr) if e.get("type") == "cell" else None)
-    except (ModelLoadError, *USER_ERRORS) as e:
+        if a.backend == "ray" or (a.backend is None and
+                                  os.environ.get("PTUNING_RAY_ADDRESS", "").strip()):
+            sweep_inputs(spec)  # user errors before Ray starts
+        backend, ray = _ray_pool(a)
+        if ray is None:
+            rows = run_sweep(spec, callback=show)
+        else:
+            from .raybackend import run_sweep as ray_sweep
+            rows = ray_sweep(ray, spec, callback=show)
+    except (ModelLoadError, BackendUnavailable, *USER_ERRORS) as e:
         return _err(str(e))
     summary = summarize(rows)
     if a.json:
-        print(json.dumps({"rows": rows, "summary": summary}))
+        out = {"rows": rows, "summary": summary, "backend": backend}
+        if ray is not None:
+            out["workers"] = len({r["worker"] for r in rows if r.get("worker") is not None})
+        print(json.dumps(out))
     else:
         for s in summary:
             print(f"{s['method']:10s} k={s['k']:<3d} {s['mean']:.4f} ± {s['std']:.4f} "
@@ -414,6 +464,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="evaluate a discrete template, P-tune the continuous one")
     _add_run_args(r)
+    _add_backend_arg(r)
     r.set_defaults(fn=cmd_run)
     d = sub.add_parser("datasets", help="list the bundled datasets")
     d.add_argument("--json", action="store_true")
@@ -469,6 +520,7 @@ def main(argv=None) -> int:
     _add_label_args(f, TrainConfig())
     f.add_argument("--device", default="auto")
     f.add_argument("--json", action="store_true")
+    _add_backend_arg(f)
     f.set_defaults(fn=cmd_fewshot)
     x = sub.add_parser("experiment", help="one of the method's claims (E1-E6) as an "
                                           "experiment, with a sentence computed from its numbers")

@@ -46,7 +46,9 @@ def variant_specs(base: RunSpec, names: list) -> list:
 
 def run_comparison(base: RunSpec, names: list, store: RunStore, owner: str = "",
                    callback: Optional[Callable[[dict], None]] = None,
-                   stop: Optional[threading.Event] = None) -> dict:
+                   stop: Optional[threading.Event] = None, runner=run_recorded) -> dict:
+    """``runner``: how each variant's run is run and stored (``run_recorded``, or the Ray
+    backend's)."""
     emit = callback or (lambda e: None)
     specs = variant_specs(base, names)
     for _, s in specs:
@@ -57,7 +59,7 @@ def run_comparison(base: RunSpec, names: list, store: RunStore, owner: str = "",
             break
         emit({"type": "variant", "name": n, "index": i, "total": len(specs)})
         rid = store.create(s.name, s.to_dict(), owner, status="running")
-        run_recorded(s, store, rid, callback=emit, stop=stop)
+        runner(s, store, rid, callback=emit, stop=stop)
         results.append({"variant": n, "run_id": rid})
     summary = {"base": base.to_dict(), "variants": results}
     cid = store.create(base.name or "comparison", base.to_dict(), owner, kind="compare",

@@ -103,7 +103,15 @@ class JobQueue:
         self._workers: dict = {}
         self._last_served: dict = {}  # (device, session) -> time
         self._seen: dict = {}  # session -> last poll
+        self._slots: dict = {}  # device -> worker threads (1 unless set_slots says more)
         self._closed = False
+
+    def set_slots(self, device: str, n: int) -> None:
+        """Run up to ``n`` jobs of ``device`` at once (a pool of remote workers behind one
+        device name, e.g. Ray's). The order stays round-robin over sessions. Set it before the
+        device's first job."""
+        with self._cv:
+            self._slots[device] = max(1, int(n))
 
     # ---- submitting ----------------------------------------------------------------------
     def submit(self, session: str, fn: Callable, device: str = "cpu", label: str = "",
@@ -122,10 +130,11 @@ class JobQueue:
             self._jobs[job.id] = job
             self._seen[session] = time.monotonic()
             if device not in self._workers:
-                t = threading.Thread(target=self._work, args=(device,), daemon=True,
-                                     name=f"ptuning-worker-{device}")
-                self._workers[device] = t
-                t.start()
+                for i in range(self._slots.get(device, 1)):
+                    t = threading.Thread(target=self._work, args=(device,), daemon=True,
+                                         name=f"ptuning-worker-{device}" + (f"-{i}" if i else ""))
+                    self._workers[device if i == 0 else f"{device}#{i}"] = t
+                    t.start()
             if self.idle_timeout and "_reaper" not in self._workers:
                 r = threading.Thread(target=self._reap_loop, daemon=True, name="ptuning-reaper")
                 self._workers["_reaper"] = r

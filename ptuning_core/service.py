@@ -134,6 +134,51 @@ class Service:
         self._embeddings = LRU(lambda: self.EMBEDDINGS_CACHE)
         self._maps = LRU(lambda: self.MAP_CACHE)
         self._retests = LRU(lambda: self.RETEST_CACHE)  # job id / "run:<id>" -> RetestResult
+        self.ray = None  # the Ray pool runs and sweeps go to (PTUNING_RAY_ADDRESS set)
+        self.backend_error: Optional[str] = None  # why that pool cannot take jobs (app banner)
+        self._start_backend()
+
+    # ---- where runs and sweeps run --------------------------------------------------------------
+    def _start_backend(self) -> None:
+        """With PTUNING_RAY_ADDRESS set, runs, sweeps and comparisons run on a Ray pool
+        (``raybackend``); when it cannot be reached ``backend_error`` says why (one line, shown
+        by the app) and they are refused, never run here instead. Unset: Ray is not imported."""
+        if not os.environ.get("PTUNING_RAY_ADDRESS", "").strip():
+            return
+        from . import raybackend
+        try:
+            self.ray = raybackend.pool()
+        except raybackend.BackendUnavailable as e:
+            self.backend_error = str(e)
+            log.error("the Ray backend cannot take jobs: %s", e)
+            return
+        self.queue.set_slots(raybackend.DEVICE, self.ray.size)
+        log.info("jobs run on %s", self.ray.describe())
+
+    def backend(self) -> dict:
+        """{backend: local | ray, workers (Ray), error (one line, or None)}."""
+        if self.ray is None and self.backend_error is None:
+            return {"backend": "local", "error": None}
+        return {"backend": "ray", "workers": self.ray.size if self.ray else 0,
+                "error": self.backend_error}
+
+    def _check_backend(self) -> None:
+        if self.backend_error is not None:
+            from .raybackend import BackendUnavailable
+            raise BackendUnavailable(self.backend_error)
+
+    def _runner(self, who: str):
+        """run_recorded(spec, store, rid, callback=, stop=, prepared=) on this server's
+        backend."""
+        if self.ray is None:
+            return run_recorded
+        from . import raybackend
+        pool = self.ray
+
+        def run(spec, store, rid, callback=None, stop=None, prepared=None):
+            return raybackend.run_recorded(pool, spec, store, rid, prepared or prepare(spec),
+                                           callback, stop, who)
+        return run
 
     def clamp_steps(self, steps: int) -> int:
         return max(1, min(int(steps), self.settings.max_steps))
@@ -154,6 +199,7 @@ class Service:
     def submit_run(self, who: str, spec: RunSpec) -> Job:
         """Validate (user errors raise here, in the page), then queue a run owned by ``who``
         (the identity; also its session in the queue's fairness). Returns the job."""
+        self._check_backend()
         prep = self.check_spec(who, spec)
         from .backbone import resolve_device
         from .experiment import check_against_model
@@ -164,9 +210,12 @@ class Service:
                                 status="queued")
         store = self.store
 
+        runner = self._runner(who)
+        if self.ray is not None:
+            from .raybackend import DEVICE as device
+
         def fn(job: Job):
-            return run_recorded(spec, store, rid, callback=job.event, stop=job.stop,
-                                prepared=prep)
+            return runner(spec, store, rid, callback=job.event, stop=job.stop, prepared=prep)
         try:
             job = self.queue.submit(who, fn, device, spec.name or spec.template[:60], "train")
         except QueueFull:
@@ -339,16 +388,20 @@ class Service:
         """Check a comparison (user errors raise here), then queue it; its runs and its
         comparison entry belong to ``who``."""
         from .compare import run_comparison, variant_specs
+        self._check_backend()
         self.check_spec(who, spec)
         variant_specs(spec, variants)  # unknown variants raise here
-        store = self.store
+        store, runner = self.store, self._runner(who)
+        if self.ray is not None:
+            from .raybackend import DEVICE as device
         return self.submit_task(who, "comparison", lambda j: run_comparison(
-            spec, variants, store, who, j.event, j.stop), device, "compare")
+            spec, variants, store, who, j.event, j.stop, runner=runner), device, "compare")
 
     def submit_sweep(self, who: str, spec, device: str = "cpu") -> Job:
         """Queue a few-shot sweep (a ``fewshot.SweepSpec``); the stored sweep belongs to ``who``."""
         from . import data as D
         from .fewshot import run_sweep, summarize
+        self._check_backend()
         spec.model = self.settings.check_model(spec.model)
         if spec.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
@@ -356,8 +409,14 @@ class Service:
         D.dataset_info(spec.dataset)  # an unknown dataset raises DataError here
         store = self.store
 
+        pool = self.ray
+        if pool is not None:
+            from . import raybackend
+            device = raybackend.DEVICE
+
         def fn(job: Job):
-            rows = run_sweep(spec, callback=job.event, stop=job.stop)
+            rows = run_sweep(spec, callback=job.event, stop=job.stop) if pool is None else \
+                raybackend.run_sweep(pool, spec, job.event, job.stop, who)
             rid = store.create(f"sweep {spec.dataset}", spec.__dict__, who, kind="sweep",
                                status="running")
             store.finish(rid, "stopped" if job.stop.is_set() else "finished",

@@ -24,6 +24,14 @@ def service() -> Service:
     return Service()
 
 
+def backend_banner() -> None:
+    """One line at the top of every page when this server's job backend (Ray) cannot take
+    runs: they are refused, not run elsewhere."""
+    err = service().backend_error
+    if err:
+        st.error(f"Training is unavailable on this server: {err}", icon=":material/cloud_off:")
+
+
 def backbone(name: str | None = None):
     """The shared frozen model (one per process); None with an error shown if it fails."""
     name = name or st.session_state.get("model", DEFAULT_MODEL)
@@ -180,6 +188,8 @@ def sidebar() -> None:
         bb = backbone()
         if bb is not None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
+        if svc.ray is not None:  # runs and sweeps train elsewhere
+            st.caption(f"Training on {svc.ray.describe()}")
         st.markdown("### Dataset")
         names = svc.datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
