@@ -46,6 +46,11 @@ with st.form("run"):
     max_eval = c[1].number_input("Evaluate on at most N test examples", 10, 5000, 200,
                                  key="f_max_eval")
     name = st.text_input("Run name (optional)", key="f_name")
+    precs = ["auto", "fp32", "bf16"]
+    precision = st.selectbox("Precision", precs, index=precs.index(D.precision), key="f_precision",
+                             help="the frozen model's arithmetic: auto = bf16 where the hardware "
+                                  "does it natively (faster), else fp32; the prompt encoder "
+                                  "always trains in fp32")
     model_name = st.session_state.get("model", "default")
     same = [r for r in svc.store.list() if r["kind"] == "train" and r["status"] in
             ("finished", "stopped") and r["config"].get("template") == template
@@ -66,7 +71,7 @@ if go:
                    max_eval=int(max_eval), resume=resume,
                    train_cfg=TrainConfig(steps=int(steps), lr=float(lr), batch_size=int(batch),
                                          seed=int(seed), encoder=enc, aux_weight=float(aux),
-                                         eval_every=int(eval_every)))
+                                         eval_every=int(eval_every), precision=precision))
     try:
         job = svc.submit_run(sid, spec)
         st.session_state["active_job"] = job.id

@@ -85,11 +85,18 @@ def _add_run_args(p):
     p.add_argument("--patience", type=int, default=0)
     p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
     p.add_argument("--no-fast", action="store_true", help="disable the causal prefix cache")
+    _add_precision_arg(p, d.precision)
     p.add_argument("--device", default="auto")
     p.add_argument("--name", default="")
     p.add_argument("--resume", help="continue training from this run's encoder weights")
     p.add_argument("--out", help="also copy the run's files to this folder")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def _add_precision_arg(p, default):
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default,
+                   help="the frozen LM's forward: auto = bf16 on a GPU with bf16 or a CPU with "
+                        "AVX-512 BF16/AMX, else fp32 (the prompt encoder always trains in fp32)")
 
 
 def _spec_from_args(a):
@@ -101,7 +108,7 @@ def _spec_from_args(a):
         [f.strip() for f in a.text_fields.split(",") if f.strip()]
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                       encoder=a.encoder, aux_weight=a.aux_weight, eval_every=a.eval_every,
-                      patience=a.patience, fast=not a.no_fast)
+                      patience=a.patience, fast=not a.no_fast, precision=a.precision)
     return RunSpec(template=a.template, train=a.train, eval=a.eval, verbalizer=verb,
                    model=a.model, discrete_template=a.discrete_template, dev=a.dev,
                    text_fields=fields, label_field=a.label_field, shots=a.shots,
@@ -301,7 +308,7 @@ def cmd_fewshot(a) -> int:
         spec = SweepSpec(dataset=a.dataset, template=a.template, model=a.model,
                          ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
-                         max_eval=a.max_eval, device=a.device)
+                         max_eval=a.max_eval, device=a.device, precision=a.precision)
         rows = run_sweep(spec, callback=lambda e: print(
             f"{e['method']:10s} k={e['k']:<3d} seed={e['seed']:<4d} acc={e['accuracy']:.4f}",
             file=sys.stderr) if e.get("type") == "cell" else None)
@@ -386,6 +393,7 @@ def main(argv=None) -> int:
     f.add_argument("--lr", type=float, default=TrainConfig().lr)
     f.add_argument("--max-eval", type=int, default=200)
     f.add_argument("--device", default="auto")
+    _add_precision_arg(f, TrainConfig().precision)
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_fewshot)
     w = sub.add_parser("warmup", help="load a model once (builds the default model's cache)")

@@ -34,6 +34,7 @@ class SweepSpec:
     batch_size: int = field(default_factory=lambda: TrainConfig().batch_size)
     max_eval: Optional[int] = 200
     device: str = "auto"
+    precision: str = field(default_factory=lambda: TrainConfig().precision)
 
 
 def linear_probe_features(pm: PromptModel, rows: list, batch_size: int = 32) -> np.ndarray:
@@ -84,7 +85,8 @@ def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None
                     return rows
                 if m == "discrete":
                     if disc_acc is None:
-                        disc_acc = evaluate(dpm, test, lf)["accuracy"]
+                        disc_acc = evaluate(dpm, test, lf,
+                                            precision=spec.precision)["accuracy"]
                     acc = disc_acc
                 elif m == "linear-probe":
                     if test_feats is None:
@@ -98,7 +100,8 @@ def run_sweep(spec: SweepSpec, callback: Optional[Callable[[dict], None]] = None
                     pm = PromptModel(bb, tpl, verb, enc, seed, fields)
                     train(pm, tr, TrainConfig(steps=spec.steps, lr=spec.lr, seed=seed,
                                               batch_size=spec.batch_size, encoder=enc,
-                                              snapshot_every=0), lf, stop=stop)
+                                              snapshot_every=0, precision=spec.precision),
+                          lf, stop=stop)
                     acc = evaluate(pm, test, lf)["accuracy"]
                 row = {"method": m, "k": k, "seed": seed, "accuracy": acc,
                        "ci95": ci95(acc, len(test)), "n_test": len(test)}

@@ -19,6 +19,7 @@ from torch import nn
 from .backbone import Backbone
 from .encoder import PromptEncoder, initial_embeddings
 from .encoding import Encoded, compile_layout, encode
+from .precision import autocast, lowp_model, no_autocast, resolve_precision
 from .verbalizer import CompiledVerbalizer, Verbalizer
 
 TEXT_ROLES = ("text", "field", "anchor")
@@ -110,13 +111,8 @@ class PromptModel(nn.Module):
                         if self.layout.n_pseudo else None)
         if self.encoder is not None:
             self.encoder.to(backbone.device)
-        self._body = backbone.model.base_model
-        self._ckw = _cache_kwarg(self._body)
-        self._pos_ok = "position_ids" in inspect.signature(self._body.forward).parameters
-        if backbone.kind == "causal":
-            self._head = backbone.model.get_output_embeddings()
-        else:
-            self._head = masked_lm_head(backbone.model)
+        self.precision = "fp32"
+        self._bind(backbone.model)
         self._fixed_prompt: Optional[torch.Tensor] = None
         if self.cverb is not None:
             C, W = len(self.cverb.classes), len(self.cverb.word_ids)
@@ -127,6 +123,29 @@ class PromptModel(nn.Module):
             self.register_buffer("_avg", M.to(backbone.device), persistent=False)
             self.register_buffer("_first_ids", torch.tensor(
                 [w[0] for w in self.cverb.word_ids], device=backbone.device), persistent=False)
+
+    def _bind(self, model) -> None:
+        """Run the LM's forward through ``model`` (the backbone's, or its bf16 copy)."""
+        self._body = model.base_model
+        self._dtype = model.dtype
+        self._ckw = _cache_kwarg(self._body)
+        self._pos_ok = "position_ids" in inspect.signature(self._body.forward).parameters
+        if self.backbone.kind == "causal":
+            self._head = model.get_output_embeddings()
+        else:
+            self._head = masked_lm_head(model)
+
+    def set_precision(self, precision: str) -> str:
+        """fp32 | bf16 | auto for the frozen LM's forward; returns the resolved one. The encoder
+        stays fp32."""
+        self.precision = resolve_precision(precision, self.device)
+        self._bind(lowp_model(self.backbone) if self.precision == "bf16"
+                   else self.backbone.model)
+        return self.precision
+
+    def autocast(self):
+        """The context every forward of this model runs in (see ``precision.autocast``)."""
+        return autocast(self.device, self.precision)
 
     # ---- basic properties -------------------------------------------------------------
     @property
@@ -148,7 +167,10 @@ class PromptModel(nn.Module):
     def prompt_embeddings(self) -> Optional[torch.Tensor]:
         if self._fixed_prompt is not None:
             return self._fixed_prompt
-        return self.encoder() if self.encoder is not None else None
+        if self.encoder is None:
+            return None
+        with no_autocast(self.device):  # the encoder computes in fp32 whatever the LM does
+            return self.encoder()
 
     def set_fixed_prompt(self, emb: Optional[torch.Tensor]) -> None:
         """Use stored embeddings instead of the encoder (inference without the encoder)."""
@@ -204,7 +226,7 @@ class PromptModel(nn.Module):
         return emb
 
     def _run_body(self, emb, mask, pos, cache=None, use_cache=False):
-        kw = {"inputs_embeds": emb, "attention_mask": mask}
+        kw = {"inputs_embeds": emb.to(self._dtype), "attention_mask": mask}
         if pos is not None and self._pos_ok:
             kw["position_ids"] = pos
         if self.kind == "causal":
