@@ -312,6 +312,20 @@ class PromptModel(nn.Module):
             return h.sum() * 0
         return F.cross_entropy(self._logits(h[:, :-1][sel]), ids[:, 1:][sel])
 
+    # ---- pieces for running several prompt models in one forward (cobatch.py) ----------
+    def embed(self, input_ids, pseudo_idx, prompt):
+        """Token embeddings with ``prompt``'s rows spliced in where ``pseudo_idx`` >= 0."""
+        return self._embed(input_ids, pseudo_idx, prompt)
+
+    def body(self, emb, mask, pos, cache_layers=None):
+        """Hidden states of the frozen LM (after a prefix given as per-layer keys/values)."""
+        cache = _new_cache(cache_layers) if cache_layers is not None else None
+        return self._run_body(emb, mask, pos, cache)[0]
+
+    def slot_scores(self, h, label_pos):
+        """Class scores (single-token label words) or vocabulary log-probs at the label slot."""
+        return self._finish(h, label_pos, None, None, None)
+
     # ---- fast path (causal) ------------------------------------------------------------
     def fast_path_possible(self, encs) -> bool:
         return (self.kind == "causal" and self.encoder is not None
