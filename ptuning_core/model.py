@@ -113,6 +113,13 @@ class PromptModel(nn.Module):
             self.encoder.to(backbone.device)
         self.precision = "fp32"
         self._bind(backbone.model)
+        # The LM head always computes in fp32 from the fp32 weights (only the label slot goes
+        # through it): class scores differ by fractions of a logit, below bf16's resolution at
+        # the logits' scale, and bf16 logits cost ~20 points of accuracy on sentiment.
+        if backbone.kind == "causal":
+            self._head = backbone.model.get_output_embeddings()
+        else:
+            self._head = masked_lm_head(backbone.model)
         self._fixed_prompt: Optional[torch.Tensor] = None
         if self.cverb is not None:
             C, W = len(self.cverb.classes), len(self.cverb.word_ids)
@@ -130,10 +137,6 @@ class PromptModel(nn.Module):
         self._dtype = model.dtype
         self._ckw = _cache_kwarg(self._body)
         self._pos_ok = "position_ids" in inspect.signature(self._body.forward).parameters
-        if self.backbone.kind == "causal":
-            self._head = model.get_output_embeddings()
-        else:
-            self._head = masked_lm_head(model)
 
     def set_precision(self, precision: str) -> str:
         """fp32 | bf16 | auto for the frozen LM's forward; returns the resolved one. The encoder
@@ -239,7 +242,8 @@ class PromptModel(nn.Module):
     def _logits(self, h):
         if self._head is None:
             raise RuntimeError("this masked model's LM head is not recognised")
-        return self._head(h).float()
+        with no_autocast(h.device):
+            return self._head(h.float()).float()
 
     def _class_scores(self, slot_logp, cache, mask, last_pos):
         """(B, V) log-probs at the slot -> (B, C) class scores (mean log-prob of each class's words)."""
