@@ -251,7 +251,8 @@ def classroom_runs(templates: dict, max_eval: int) -> dict:
     def one(tpl, steps, n_eval):
         spec = RunSpec(template=tpl, train="sentiment:train", eval="sentiment:test",
                        verbalizer=info["verbalizer"], shots=16, max_eval=n_eval, device="cpu",
-                       train_cfg=TrainConfig(steps=steps) if steps else TrainConfig())
+                       train_cfg=TrainConfig(steps=steps or TrainConfig().steps,
+                                             precision="auto"))
         t0 = time.perf_counter()
         job = svc.submit_run("bench", spec)
         first = None
