@@ -1,7 +1,13 @@
 """Benchmark: training step time (PEFT P-tuning vs this project's plain and fast paths),
-evaluation throughput, default-model load time and peak memory. Run by hand:
+bf16 vs fp32 (step time and accuracy over seeds), a classroom run end to end through the
+Service, co-batched runs, evaluation throughput, default-model load time and peak memory.
+Run by hand:
 
-    python bench/bench_train.py [--json] [--device auto|cpu|cuda] [--steps 6] [--batch 16]
+    python bench/bench_train.py [--json] [--quick] [--seeds 5] [--device auto|cpu|cuda]
+                                [--steps 6] [--batch 16] [--cobatch 1,4,16]
+
+``--quick`` skips the slow baselines (PEFT, the per-example evaluation, the default model's load
+times and the CLI's peak memory).
 
 All figures come from one process on the same data, batch and pseudo-token count; ratios are
 against baselines measured in the same run. The last stdout line is one JSON object.
@@ -18,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +36,11 @@ import torch.nn.functional as F  # noqa: E402
 
 from ptuning_core import data as D  # noqa: E402
 from ptuning_core.backbone import Backbone, load_backbone, resolve_device  # noqa: E402
-from ptuning_core.evaluate import _autocast, evaluate  # noqa: E402
+from ptuning_core.cobatch import CoRun, cobatched_losses, cobatched_step  # noqa: E402
+from ptuning_core.evaluate import evaluate  # noqa: E402
 from ptuning_core.model import PromptModel  # noqa: E402
+from ptuning_core.precision import cpu_has_bf16, resolve_precision  # noqa: E402
+from ptuning_core.train import TrainConfig  # noqa: E402
 from ptuning_core.verbalizer import Verbalizer  # noqa: E402
 
 VERB = Verbalizer.parse({"negative": ["terrible"], "positive": ["great"]})
@@ -38,6 +48,8 @@ N_PSEUDO = 8
 TPL_AFTER = "{sentence} [P*8] It was [MASK]"
 TPL_START = "[P*8] {sentence} It was [MASK]"
 DISCRETE = "{sentence} It was [MASK]"
+TPL_START_DEFAULT = "[P*4] {sentence} It was [MASK]"  # the bundled sentiment set's default
+TPL_AFTER_DEFAULT = "{sentence} [P*4] It was [MASK]"
 
 
 def sync(dev):
@@ -78,18 +90,21 @@ def get_backbone(spec: str, device: str) -> Backbone:
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         return Backbone(spec, m.to(dev), tok, "causal", dev)
-    return load_backbone(spec, device)
+    from ptuning_core.registry import get_backbone as registered
+    return registered(spec, device)  # the Service's runs use the same loaded model
 
 
-def our_step(pm, encs, gold, cfg_fast, dev, amp):
+def our_step(pm, encs, gold, cfg_fast, dev, precision):
     """One optimisation step of this project's loop, plain or fast path."""
     params = [p for p in pm.encoder.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    prefix = pm.build_prefix_cache(encs) if cfg_fast else None
+    pm.set_precision(precision)
+    with pm.autocast():
+        prefix = pm.build_prefix_cache(encs) if cfg_fast else None
     rows = torch.arange(len(encs), device=dev)
 
     def step():
-        with _autocast(pm, amp):
+        with pm.autocast():
             if cfg_fast:
                 sc, _ = pm.fast_scores(encs, prefix, rows)
             else:
@@ -181,6 +196,164 @@ def peak_rss_cli(timeout=900) -> float:
     return int(kb) / 1024
 
 
+# ---- bf16 vs fp32 -------------------------------------------------------------------------
+def precision_step_ratio(bb, rows, gold, dev, tpl, warmup, steps):
+    """(fp32 s/step, bf16 s/step) of this project's step on ``tpl`` (fast path if possible)."""
+    out = {}
+    for prec in ("fp32", "bf16"):
+        pm = PromptModel(bb, tpl, VERB, "lstm")
+        encs = pm.encode(rows)
+        out[prec] = median_step(our_step(pm, encs, gold, pm.fast_path_possible(encs), dev, prec),
+                                dev, warmup, steps)
+    return out["fp32"], out["bf16"]
+
+
+def accuracy_by_precision(seeds: list, max_eval: int) -> dict:
+    """Test accuracy of the continuous prompt after a default run (k=16, TrainConfig's
+    defaults), fp32 and bf16, same seeds, on the bundled sentiment set and facts-capital."""
+    from ptuning_core.experiment import RunSpec, run_experiment
+    out = {}
+    for name in ("sentiment", "facts-capital"):
+        info = D.dataset_info(name)
+        acc = {"fp32": [], "bf16": []}
+        for seed in seeds:
+            for prec in ("fp32", "bf16"):
+                spec = RunSpec(template=info["ptuning_templates"]["causal"], train=f"{name}:train",
+                               eval=f"{name}:test", verbalizer=info.get("verbalizer"),
+                               shots=16, max_eval=max_eval, device="cpu",
+                               train_cfg=TrainConfig(seed=seed, precision=prec,
+                                                     snapshot_every=0))
+                acc[prec].append(run_experiment(spec)["continuous"]["accuracy"])
+                print(f"  {name} seed {seed} {prec}: {acc[prec][-1]:.3f}", file=sys.stderr,
+                      flush=True)
+        d = [b - a for a, b in zip(acc["fp32"], acc["bf16"])]
+        out[name] = {"fp32": acc["fp32"], "bf16": acc["bf16"],
+                     "fp32_mean": round(statistics.fmean(acc["fp32"]), 4),
+                     "fp32_std": round(statistics.pstdev(acc["fp32"]), 4),
+                     "bf16_mean": round(statistics.fmean(acc["bf16"]), 4),
+                     "bf16_std": round(statistics.pstdev(acc["bf16"]), 4),
+                     "delta_mean": round(statistics.fmean(d), 4)}
+    return out
+
+
+# ---- a classroom run as the user waits for it -----------------------------------------------
+def classroom_runs(templates: dict, max_eval: int) -> dict:
+    """Request submitted to the Service -> run finished (60 steps, k=16, batch 8, discrete and
+    continuous evaluated on ``max_eval`` examples, precision auto), the model already loaded;
+    and the time to the first loss point. One short run first warms everything up."""
+    import tempfile
+    from ptuning_core.experiment import RunSpec
+    from ptuning_core.service import Service
+    from ptuning_core.store import RunStore
+    info = D.dataset_info("sentiment")
+    svc = Service(store=RunStore(Path(tempfile.mkdtemp(prefix="bench-store-"))))
+
+    def one(tpl, steps, n_eval):
+        spec = RunSpec(template=tpl, train="sentiment:train", eval="sentiment:test",
+                       verbalizer=info["verbalizer"], shots=16, max_eval=n_eval, device="cpu",
+                       train_cfg=TrainConfig(steps=steps or TrainConfig().steps,
+                                             precision="auto"))
+        t0 = time.perf_counter()
+        job = svc.submit_run("bench", spec)
+        first = None
+        while not job.done:
+            if first is None and job.progress.get("step"):
+                first = time.perf_counter() - t0
+            time.sleep(0.005)
+        if job.status != "finished":
+            raise RuntimeError(f"classroom run {job.status}: {job.error}")
+        return time.perf_counter() - t0, first
+    one(templates["start"], 2, 8)  # warm-up: the bf16 copy, the data, the tokenizer
+    out = {}
+    for key, tpl in templates.items():
+        total, first = one(tpl, 0, max_eval)
+        out[key] = (round(total, 2), round(first, 2) if first is not None else None)
+    svc.queue.close()
+    return out
+
+
+# ---- co-batching ----------------------------------------------------------------------------
+def cobatch_runs(bb, n: int, precision: str, batch: int = 8) -> list:
+    """n runs of the default sentiment setting (alternately the default template and the one
+    with pseudo tokens after the input), each its own encoder, optimizer and k=16 sample."""
+    info = D.dataset_info("sentiment")
+    verb = type(VERB).parse(info["verbalizer"])
+    train_all = D.load_ref("sentiment:train").rows
+    runs = []
+    for i in range(n):
+        tpl = (TPL_START_DEFAULT, TPL_AFTER_DEFAULT)[i % 2]
+        pm = PromptModel(bb, tpl, verb, "lstm", seed=13 + i)
+        pm.set_precision(precision)
+        tr, _ = D.sample_k_shot(train_all, 16, 13 + i, "label")
+        encs = pm.encode(tr)
+        gold = torch.tensor(pm.gold_ids([r["label"] for r in tr]), device=bb.device)
+        with pm.autocast():
+            prefix = pm.build_prefix_cache(encs) if pm.fast_path_possible(encs) else None
+        g = torch.Generator().manual_seed(i)
+        opt = torch.optim.AdamW([p for p in pm.encoder.parameters()], lr=3e-3)
+        runs.append({"pm": pm, "encs": encs, "gold": gold, "prefix": prefix, "gen": g,
+                     "opt": opt})
+    return runs
+
+
+def _batch(r, batch):
+    rows = torch.randperm(len(r["encs"]), generator=r["gen"])[:batch]
+    return CoRun(r["pm"], [r["encs"][int(i)] for i in rows], r["gold"][rows], r["prefix"],
+                 rows if r["prefix"] is not None else None, r["opt"], 1.0)
+
+
+def _solo_loss(c: CoRun):
+    with c.pm.autocast():
+        if c.prefix is not None:
+            sc, _ = c.pm.fast_scores(c.encs, c.prefix, c.rows)
+        else:
+            sc, _ = c.pm.scores(c.pm.collate(c.encs))
+        return F.cross_entropy(sc.float(), c.gold)
+
+
+def solo_step(c: CoRun) -> float:
+    loss = _solo_loss(c)
+    c.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(c.pm.encoder.parameters()), c.clip)
+    c.optimizer.step()
+    return float(loss.detach())
+
+
+def cobatch_speedup(bb, ns: list, steps: int, precision: str, batch: int = 8) -> dict:
+    """Aggregate run-steps/s co-batched over one run after another, per number of runs."""
+    out = {}
+    for n in ns:
+        runs = cobatch_runs(bb, n, precision, batch)
+        for r in runs:  # warm-up
+            solo_step(_batch(r, batch))
+        cobatched_step([_batch(r, batch) for r in runs])
+        t = time.perf_counter()
+        for _ in range(steps):
+            for r in runs:
+                solo_step(_batch(r, batch))
+        seq = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in range(steps):
+            cobatched_step([_batch(r, batch) for r in runs])
+        co = time.perf_counter() - t
+        out[n] = {"sequential_steps_per_s": round(n * steps / seq, 3),
+                  "cobatched_steps_per_s": round(n * steps / co, 3),
+                  "speedup": round(seq / co, 2)}
+        print(f"  co-batch {n}: {out[n]}", file=sys.stderr, flush=True)
+    return out
+
+
+def cobatch_loss_diff(bb, n: int = 4, batch: int = 8) -> float:
+    """Max |co-batched loss - solo loss| over n runs' first step, fp32, on the real model."""
+    runs = cobatch_runs(bb, n, "fp32", batch)
+    batches = [_batch(r, batch) for r in runs]
+    with torch.no_grad():
+        co = [float(x) for x in cobatched_losses(batches)]
+        solo = [float(_solo_loss(c)) for c in batches]
+    return max(abs(a - b) for a, b in zip(co, solo))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
@@ -189,17 +362,22 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--eval-n", type=int, default=200)
-    ap.add_argument("--no-amp", action="store_true")
+    ap.add_argument("--no-amp", action="store_true", help="fp32 also on CUDA in the step table")
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="skip the slow baselines (PEFT, per-example evaluation, load, RSS)")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds for the bf16 accuracy delta")
+    ap.add_argument("--cobatch", default="1,4,16", help="numbers of concurrent runs")
+    ap.add_argument("--cobatch-steps", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    amp = not a.no_amp
     torch.manual_seed(0)
     res = {"device": None, "model": a.model, "batch": a.batch, "pseudo_tokens": N_PSEUDO,
            "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or
-           platform.machine(), "cores": os.cpu_count()}
-    if not a.skip_load and a.model == "default":
+           platform.machine(), "cores": os.cpu_count(), "quick": a.quick,
+           "cpu_bf16": cpu_has_bf16()}
+    if not a.quick and not a.skip_load and a.model == "default":
         from ptuning_core.backbone import _load_gguf, default_gguf_path
         t = time.perf_counter()
         _load_gguf(default_gguf_path())
@@ -210,7 +388,10 @@ def main():
     bb = get_backbone(a.model, a.device)
     dev = bb.device
     res["device"] = str(dev) + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else "")
-    res["amp_bf16"] = amp and dev.type == "cuda"
+    res["precision_auto"] = resolve_precision("auto", dev)
+    # the step table compares like with like: fp32 on the CPU, bf16 autocast on CUDA
+    table_prec = "bf16" if dev.type == "cuda" and not a.no_amp else "fp32"
+    res["step_table_precision"] = table_prec
     rows = D.load_ref("sentiment:train").rows[:a.batch]
     gold = torch.tensor([VERB.classes.index(r["label"]) for r in rows], device=dev)
     lens = []
@@ -228,52 +409,94 @@ def main():
         encs = pm.encode(data)
         lens.append(statistics.mean(len(e.ids) for e in encs))
         use_fast = fast and pm.fast_path_possible(encs)
-        out[name] = median_step(our_step(pm, encs, gold, use_fast, dev, amp), dev, a.warmup,
-                                a.steps)
+        out[name] = median_step(our_step(pm, encs, gold, use_fast, dev, table_prec), dev,
+                                a.warmup, a.steps)
         out[name + "_path"] = "fast" if use_fast else "plain"
-    step, n_peft = peft_step(bb, rows, gold, dev, amp)
-    out["peft"] = median_step(step, dev, a.warmup, a.steps)
-    step, _ = peft_step(bb, long_rows, gold, dev, amp)
-    out["peft_long"] = median_step(step, dev, a.warmup, a.steps)
+    if not a.quick:
+        step, n_peft = peft_step(bb, rows, gold, dev, table_prec == "bf16")
+        out["peft"] = median_step(step, dev, a.warmup, a.steps)
+        step, _ = peft_step(bb, long_rows, gold, dev, table_prec == "bf16")
+        out["peft_long"] = median_step(step, dev, a.warmup, a.steps)
+        res["peft_trainable_parameters"] = n_peft
+        res["peft_over_fast"] = round(out["peft"] / out["fast"], 2)
+        res["peft_over_fast_start"] = round(out["peft"] / out["fast_start"], 2)
+        res["peft_over_fast_long"] = round(out["peft_long"] / out["fast_long"], 2)
     res["mean_tokens"] = round(lens[0], 1)
     res["mean_tokens_long"] = round(lens[4], 1)
     res["s_per_step"] = {k: round(v, 4) for k, v in out.items() if not k.endswith("_path")}
-    res["peft_trainable_parameters"] = n_peft
-    res["peft_over_fast"] = round(out["peft"] / out["fast"], 2)
     res["plain_over_fast"] = round(out["plain"] / out["fast"], 2)
-    res["peft_over_fast_start"] = round(out["peft"] / out["fast_start"], 2)
     res["start_template_path"] = out["fast_start_path"]
     res["plain_over_fast_long"] = round(out["plain_long"] / out["fast_long"], 2)
-    res["peft_over_fast_long"] = round(out["peft_long"] / out["fast_long"], 2)
+    # ---- bf16 vs fp32: step time at the default batch (8) ----
+    b8 = TrainConfig().batch_size
+    f32, b16 = precision_step_ratio(bb, rows[:b8], gold[:b8], dev, TPL_START_DEFAULT, a.warmup,
+                                    a.steps)
+    f32f, b16f = precision_step_ratio(bb, rows[:b8], gold[:b8], dev, TPL_AFTER_DEFAULT,
+                                      a.warmup, a.steps)
+    res["s_per_step_precision"] = {"default_template_fp32": round(f32, 4),
+                                   "default_template_bf16": round(b16, 4),
+                                   "after_template_fp32": round(f32f, 4),
+                                   "after_template_bf16": round(b16f, 4)}
+    res["bf16_over_fp32"] = round(f32 / b16, 2)  # > 1: the bf16 step is this many times faster
+    res["bf16_over_fp32_after_template"] = round(f32f / b16f, 2)
     # ---- evaluation throughput ----
     ev = D.load_ref("sentiment:test").rows[:a.eval_n]
     t = time.perf_counter()
     acc_base = eval_all_logits(bb, ev, dev)
     sync(dev)
     base_s = time.perf_counter() - t
-    t = time.perf_counter()
-    acc_naive = eval_all_logits_per_example(bb, ev, dev)
-    sync(dev)
-    naive_s = time.perf_counter() - t
     dpm = PromptModel(bb, DISCRETE, VERB, "none")
+    evaluate(dpm, ev[:8], precision="fp32")  # warm-up
     t = time.perf_counter()
-    acc_ours = evaluate(dpm, ev, amp=amp)["accuracy"]
+    acc_ours = evaluate(dpm, ev, precision="fp32")["accuracy"]
     sync(dev)
     ours_s = time.perf_counter() - t
-    res["eval_examples_per_s"] = {"hf_all_logits_per_example": round(len(ev) / naive_s, 1),
-                                  "hf_all_logits_batched": round(len(ev) / base_s, 1),
-                                  "ours": round(len(ev) / ours_s, 1)}
-    res["eval_speedup"] = round(naive_s / ours_s, 2)
-    res["eval_speedup_batched"] = round(base_s / ours_s, 2)
-    res["eval_accuracy"] = {"hf_all_logits_per_example": acc_naive,
-                            "hf_all_logits_batched": acc_base, "ours": acc_ours}
+    evaluate(dpm, ev[:8], precision="auto")
+    t = time.perf_counter()
+    acc_auto = evaluate(dpm, ev, precision="auto")["accuracy"]
+    sync(dev)
+    auto_s = time.perf_counter() - t
+    res["eval_examples_per_s"] = {"hf_all_logits_batched": round(len(ev) / base_s, 1),
+                                  "ours_fp32": round(len(ev) / ours_s, 1),
+                                  "ours_auto": round(len(ev) / auto_s, 1)}
+    res["eval_speedup_batched"] = round(base_s / ours_s, 2)  # both fp32
+    res["eval_speedup_batched_auto"] = round(base_s / auto_s, 2)
+    res["eval_accuracy"] = {"hf_all_logits_batched": acc_base, "ours_fp32": acc_ours,
+                            "ours_auto": acc_auto}
+    if not a.quick:
+        t = time.perf_counter()
+        acc_naive = eval_all_logits_per_example(bb, ev, dev)
+        sync(dev)
+        naive_s = time.perf_counter() - t
+        res["eval_examples_per_s"]["hf_all_logits_per_example"] = round(len(ev) / naive_s, 1)
+        res["eval_speedup"] = round(naive_s / ours_s, 2)
+        res["eval_accuracy"]["hf_all_logits_per_example"] = acc_naive
+    # ---- co-batching ----
+    ns = [int(x) for x in a.cobatch.split(",") if x.strip()]
+    cb = cobatch_speedup(bb, ns, a.cobatch_steps, "auto")
+    res["cobatch"] = cb
+    res["cobatch_speedup"] = {n: v["speedup"] for n, v in cb.items()}
+    res["cobatch_max_loss_diff"] = float(f"{cobatch_loss_diff(bb):.2e}")
+    # ---- a classroom run end to end (the headline) ----
+    if a.model == "default":
+        cr = classroom_runs({"start": TPL_START_DEFAULT, "after": TPL_AFTER_DEFAULT}, a.eval_n)
+        res["classroom_run_s"], res["first_loss_s"] = cr["start"]
+        res["classroom_run_start_s"] = res["classroom_run_s"]  # the default starts with [P*4]
+        res["classroom_run_after_s"], res["first_loss_after_s"] = cr["after"]
+        # ---- accuracy, bf16 vs fp32 ----
+        seeds = [13, 21, 42, 87, 100, 7, 3][:a.seeds]
+        acc = accuracy_by_precision(seeds, a.eval_n)
+        res["bf16_accuracy"] = acc
+        res["bf16_accuracy_delta"] = {k: v["delta_mean"] for k, v in acc.items()}
+        res["bf16_accuracy_seeds"] = len(seeds)
     res["peak_rss_bench_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    if not a.skip_rss and a.model == "default":
+    if not a.quick and not a.skip_rss and a.model == "default":
         res["peak_rss_cli_train_mb"] = round(peak_rss_cli())
     # ---- table ----
     sp = res["s_per_step"]
     print(f"device {res['device']}, batch {a.batch}, {N_PSEUDO} pseudo tokens, "
-          f"~{res['mean_tokens']} tokens/input, median of {a.steps} steps after {a.warmup} warm-up")
+          f"~{res['mean_tokens']} tokens/input, median of {a.steps} steps after {a.warmup} "
+          f"warm-up, {table_prec}")
     print(f"{'method':34s} {'s/step':>8s}")
     for k, label in (("peft", "PEFT P-tuning (LSTM, prepended)"),
                      ("plain", "ours, plain path (P after input)"),
@@ -283,15 +506,25 @@ def main():
                      ("peft_long", f"PEFT, ~{res['mean_tokens_long']:.0f}-token inputs"),
                      ("plain_long", f"ours, plain, ~{res['mean_tokens_long']:.0f}-token inputs"),
                      ("fast_long", f"ours, fast, ~{res['mean_tokens_long']:.0f}-token inputs")):
-        print(f"{label:34s} {sp[k]:8.3f}")
-    print(f"PEFT/fast {res['peft_over_fast']}x  plain/fast {res['plain_over_fast']}x  "
-          f"PEFT/ours at start {res['peft_over_fast_start']}x")
-    print(f"long inputs: PEFT/fast {res['peft_over_fast_long']}x  plain/fast "
-          f"{res['plain_over_fast_long']}x")
+        if k in sp:
+            print(f"{label:34s} {sp[k]:8.3f}")
+    if "peft_over_fast" in res:
+        print(f"PEFT/fast {res['peft_over_fast']}x  PEFT/ours at start "
+              f"{res['peft_over_fast_start']}x  long: PEFT/fast {res['peft_over_fast_long']}x")
+    print(f"plain/fast {res['plain_over_fast']}x  long: plain/fast {res['plain_over_fast_long']}x")
+    print(f"bf16: step fp32/bf16 {res['bf16_over_fp32']}x (default template, batch {b8}), "
+          f"{res['bf16_over_fp32_after_template']}x (P after input)")
     e = res["eval_examples_per_s"]
-    print(f"eval ex/s: HF all-logits per example {e['hf_all_logits_per_example']}, batched "
-          f"{e['hf_all_logits_batched']}, ours {e['ours']} ({res['eval_speedup']}x, "
-          f"{res['eval_speedup_batched']}x)")
+    print(f"eval ex/s: HF all-logits batched {e['hf_all_logits_batched']}, ours fp32 "
+          f"{e['ours_fp32']} ({res['eval_speedup_batched']}x), auto {e['ours_auto']}")
+    print(f"co-batching, aggregate speed-up over one after another: {res['cobatch_speedup']}; "
+          f"max loss difference (fp32) {res['cobatch_max_loss_diff']}")
+    if "classroom_run_s" in res:
+        print(f"classroom run (auto precision): default template {res['classroom_run_s']} s "
+              f"(first loss {res['first_loss_s']} s), P after input "
+              f"{res['classroom_run_after_s']} s")
+        print(f"bf16 - fp32 accuracy over {res['bf16_accuracy_seeds']} seeds: "
+              f"{res['bf16_accuracy_delta']}")
     if "load_gguf_s" in res:
         print(f"default model load: GGUF {res['load_gguf_s']} s, cache {res['load_cache_s']} s")
     if "peak_rss_cli_train_mb" in res:

@@ -19,7 +19,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench_train import TPL_AFTER, VERB, get_backbone  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
-from ptuning_core.evaluate import _autocast, evaluate  # noqa: E402
+from ptuning_core.evaluate import evaluate  # noqa: E402
 from ptuning_core.model import PromptModel  # noqa: E402
 from ptuning_core.train import TrainConfig, train  # noqa: E402
 
@@ -36,12 +36,13 @@ def main():
            "torch": torch.__version__}
     pm = PromptModel(bb, TPL_AFTER, VERB, "lstm")
     encs = pm.encode(rows)
-    prefix = pm.build_prefix_cache(encs)
     rows_t = torch.arange(16, device=bb.device)
 
     def run(fast, amp):
         pm.encoder.zero_grad()
-        with _autocast(pm, amp):
+        pm.set_precision("bf16" if amp else "fp32")
+        with pm.autocast():
+            prefix = pm.build_prefix_cache(encs) if fast else None
             sc, _ = pm.fast_scores(encs, prefix, rows_t) if fast else pm.scores(pm.collate(encs))
             loss = F.cross_entropy(sc.float(), gold)
         loss.backward()

@@ -44,6 +44,11 @@ with st.form("run"):
     max_eval = c[1].number_input("Evaluate on at most N test examples", 10, 5000, 200,
                                  key="f_max_eval")
     name = st.text_input("Run name (optional)", key="f_name")
+    precs = ["auto", "fp32", "bf16"]
+    precision = st.selectbox("Precision", precs, index=precs.index(D.precision), key="f_precision",
+                             help="the frozen model's arithmetic: auto = bf16 where the hardware "
+                                  "does it natively (faster), else fp32; the prompt encoder "
+                                  "always trains in fp32")
     model_name = st.session_state.get("model", "default")
     same = [r for r in svc.runs("train") if r.status in ("finished", "stopped")
             and r.template == template and r.model == model_name]
@@ -65,7 +70,8 @@ if go:
                                          seed=int(seed), encoder=enc, aux_weight=float(aux),
                                          eval_every=int(eval_every),
                                          label_tokens=st.session_state.get("label_tokens",
-                                                                           D.label_tokens)))
+                                                                           D.label_tokens),
+                                         precision=precision))
     try:
         job = svc.submit_run(sid, spec)
         st.session_state["active_job"] = job.id

@@ -41,6 +41,7 @@ class Backbone:
     load_seconds: float = 0.0
     source: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lowp: Any = field(default=None, repr=False, compare=False)  # precision.lowp_model's copy
 
     @property
     def embeddings(self) -> torch.Tensor:

@@ -86,6 +86,7 @@ def _add_run_args(p):
     p.add_argument("--patience", type=int, default=0)
     p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
     p.add_argument("--no-fast", action="store_true", help="disable the causal prefix cache")
+    _add_precision_arg(p, d.precision)
     p.add_argument("--device", default="auto")
     p.add_argument("--name", default="")
     p.add_argument("--resume", help="continue training from this run's encoder weights")
@@ -102,6 +103,12 @@ def _add_label_args(p, d) -> None:
                         "random")
 
 
+def _add_precision_arg(p, default):
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default,
+                   help="the frozen LM's forward: auto = bf16 on a GPU with bf16 or a CPU with "
+                        "AVX-512 BF16/AMX, else fp32 (the prompt encoder always trains in fp32)")
+
+
 def _spec_from_args(a):
     from .experiment import RunSpec
     from .train import TrainConfig
@@ -112,7 +119,7 @@ def _spec_from_args(a):
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                       encoder=a.encoder, aux_weight=a.aux_weight, eval_every=a.eval_every,
                       patience=a.patience, fast=not a.no_fast, label_tokens=a.label_tokens,
-                      label_init=a.label_init)
+                      label_init=a.label_init, precision=a.precision)
     return RunSpec(template=a.template, train=a.train, eval=a.eval, verbalizer=verb,
                    model=a.model, discrete_template=a.discrete_template, dev=a.dev,
                    text_fields=fields, label_field=a.label_field, shots=a.shots,
@@ -360,7 +367,7 @@ def cmd_fewshot(a) -> int:
                          ks=_int_list(a.k, "--k"), seeds=_int_list(a.seeds, "--seeds"),
                          methods=a.methods.split(","), steps=a.steps, lr=a.lr,
                          max_eval=a.max_eval, device=a.device, label_tokens=a.label_tokens,
-                         label_init=a.label_init)
+                         label_init=a.label_init, precision=a.precision)
         if a.backend == "ray" or (a.backend is None and
                                   os.environ.get("PTUNING_RAY_ADDRESS", "").strip()):
             sweep_inputs(spec)  # user errors before Ray starts
@@ -519,6 +526,7 @@ def main(argv=None) -> int:
     f.add_argument("--max-eval", type=int, default=200)
     _add_label_args(f, TrainConfig())
     f.add_argument("--device", default="auto")
+    _add_precision_arg(f, TrainConfig().precision)
     f.add_argument("--json", action="store_true")
     _add_backend_arg(f)
     f.set_defaults(fn=cmd_fewshot)

@@ -37,21 +37,18 @@ class Score:
                 "n": self.n, "skipped": self.skipped, "macro_f1": self.macro_f1}
 
 
-def _autocast(pm: PromptModel, amp: bool):
-    on = amp and pm.device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else \
-        torch.autocast("cpu", enabled=False)
-
-
-def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32, amp: bool = True,
-                   progress=None):
+def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32,
+                   precision: Optional[str] = None, progress=None):
     """Scores for each encoding, batched by length (sorted) under inference mode.
+    ``precision``: fp32 | bf16 | auto (None: the model's current one).
     ``progress(done, total)`` is called after each batch."""
+    if precision is not None:
+        pm.set_precision(precision)
     if pm.device.type == "cuda":
         batch_size = max(batch_size, 128)  # a GPU wants bigger batches; memory is no concern here
     order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
     out = [None] * len(encs)
-    with torch.inference_mode(), _autocast(pm, amp):
+    with torch.inference_mode(), pm.autocast():
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             sc, _ = pm.scores(pm.collate([encs[i] for i in idx]))
@@ -76,7 +73,7 @@ def macro_f1(gold: list, pred: list, n_classes: int) -> float:
 
 
 def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_size: int = 32,
-             text_fields=None, amp: bool = True, progress=None) -> dict:
+             text_fields=None, precision: Optional[str] = None, progress=None) -> dict:
     labels = [str(ex[label_field]) for ex in examples]
     gold = pm.gold_ids(labels)
     tok = pm.backbone.tokenizer
@@ -84,7 +81,7 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
     keep = [i for i, g in enumerate(gold) if g >= 0]
     skipped = len(examples) - len(keep)
     encs = pm.encode([examples[i] for i in keep])
-    scores = predict_scores(pm, encs, batch_size, amp, progress)
+    scores = predict_scores(pm, encs, batch_size, precision, progress)
     preds = []
     if pm.cverb is not None:
         classes = pm.cverb.classes

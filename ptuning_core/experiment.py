@@ -58,7 +58,7 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
         d = dict(d)
-        d["train_cfg"] = TrainConfig(**d.get("train_cfg", {}))
+        d["train_cfg"] = TrainConfig.from_dict(d.get("train_cfg", {}))
         return cls(**d)
 
 
@@ -177,7 +177,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                     "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows)}
     dpm = PromptModel(bb, prep.discrete, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
-    dres = evaluate(dpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+    dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
                     progress=phase_progress(emit, "discrete"))
     result["discrete"] = Score.of(dsrc, dres).to_dict()
     emit({"type": "discrete", "accuracy": dres["accuracy"]})
@@ -194,7 +194,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                            cfg, cfg.finetune, spec.label_field, emit, stop)
         status = "stopped" if tr.status == "stopped" else "finished"
         emit({"type": "phase", "phase": "evaluate"})
-        cres = evaluate(fpm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+        cres = evaluate(fpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
                         progress=phase_progress(emit, "evaluate"))
         del fpm  # the trained copy goes; the shared backbone was never touched
         result["method"] = cfg.finetune
@@ -239,7 +239,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         # prompt later (learned.evaluate_prompt) gives exactly the reported numbers on any device.
         emb = pm.prompt_embeddings().detach().float().cpu()
         pm.set_fixed_prompt(emb)
-        cres = evaluate(pm, prep.eval_rows, spec.label_field, amp=cfg.amp,
+        cres = evaluate(pm, prep.eval_rows, spec.label_field, precision=cfg.precision,
                         progress=phase_progress(emit, "evaluate"))
         near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
         result["continuous"] = Score.of(spec.template, cres).to_dict()

@@ -43,6 +43,7 @@ class SweepSpec:
     label_tokens: str = field(default_factory=lambda: TrainConfig().label_tokens)
     label_init: str = field(default_factory=lambda: TrainConfig().label_init)
     keep_correct: bool = False  # each row also lists right/wrong per test example (paired tests)
+    precision: str = field(default_factory=lambda: TrainConfig().precision)
 
 
 def linear_probe_features(pm: PromptModel, rows: list, batch_size: int = 32) -> np.ndarray:
@@ -110,7 +111,7 @@ class SweepContext:
         res = None
         if m == "discrete":
             if self.disc_res is None:
-                self.disc_res = evaluate(self.dpm, test, lf)
+                self.disc_res = evaluate(self.dpm, test, lf, precision=spec.precision)
             res = self.disc_res
         elif m == "linear-probe":
             if self.test_feats is None:
@@ -122,7 +123,7 @@ class SweepContext:
             acc, correct = float(hits.mean()), [bool(x) for x in hits]
         elif m in FINETUNE_METHODS:
             cfg = TrainConfig(steps=spec.steps, seed=seed, batch_size=spec.batch_size,
-                              snapshot_every=0)
+                              snapshot_every=0, precision=spec.precision)
             fpm, _ = finetune(bb, to_discrete(self.tpl), self.verb, self.fields, tr, cfg,
                               FINETUNE_METHODS[m], lf, stop=stop)
             res = evaluate(fpm, test, lf)
@@ -135,8 +136,9 @@ class SweepContext:
             train(pm, tr, TrainConfig(steps=spec.steps, lr=spec.lr, seed=seed,
                                       batch_size=spec.batch_size, encoder=enc,
                                       snapshot_every=0, label_tokens=labels,
-                                      label_init=spec.label_init), lf, stop=stop)
-            res = evaluate(pm, test, lf)
+                                      label_init=spec.label_init, precision=spec.precision),
+                  lf, stop=stop)
+            res = evaluate(pm, test, lf, precision=spec.precision)
         if res is not None:
             acc = res["accuracy"]
             correct = [p["correct"] for p in res["predictions"]]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .backbone import Backbone
 from .model import PromptModel
+from .precision import autocast
 from .train import ConfigError, TrainConfig, TrainResult
 
 METHODS = ("lora", "full")
@@ -36,10 +37,13 @@ ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "q
              "v_lin", "out_lin", "c_attn", "Wqkv")
 
 
-def _autocast(device: torch.device, amp: bool):
-    on = amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else \
-        torch.autocast("cpu", enabled=False)
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast for the trained copy on a GPU only (on a CPU autocast re-casts every
+    weight each step, slower than fp32: precision.py keeps a bf16 copy for frozen models, which
+    a model being trained cannot use)."""
+    if device.type != "cuda":
+        return torch.autocast("cpu", enabled=False)
+    return autocast(device, precision)
 
 
 def attention_targets(model) -> list:
@@ -114,7 +118,7 @@ def finetune(bb: Backbone, template, verbalizer, fields, examples: list, cfg: Tr
             order, cursor = torch.randperm(n, generator=gen), 0
         rows = order[cursor:cursor + bs]
         cursor += bs
-        with _autocast(pm.device, cfg.amp):
+        with _autocast(pm.device, cfg.precision):
             sc, _ = pm.scores(pm.collate([encs[int(i)] for i in rows]))
             loss = F.cross_entropy(sc.float(), gold[rows.to(pm.device)])
         opt.zero_grad(set_to_none=True)

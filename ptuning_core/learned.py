@@ -46,7 +46,7 @@ class LearnedPrompt:
     train_ref: Optional[str] = None
     eval_ref: Optional[str] = None  # the run's own evaluation data and its --max-eval
     max_eval: Optional[int] = None
-    amp: bool = True
+    precision: str = "auto"  # the run's: fp32 | bf16 | auto
     # learned label tokens (``vectors``, ``bias``, ``init``), or None: the verbalizer's words
     label_vectors: Optional[dict] = None
 
@@ -160,7 +160,12 @@ def from_run(rid: str, store: RunStore) -> LearnedPrompt:
         label_field=cfg.get("label_field") or "label", embeddings=emb.float(),
         text_fields=cfg.get("text_fields"), train_ref=cfg.get("train"),
         eval_ref=cfg.get("eval"), max_eval=cfg.get("max_eval"),
-        amp=bool((cfg.get("train_cfg") or {}).get("amp", True)), label_vectors=lt or None)
+        precision=run_precision(cfg.get("train_cfg") or {}), label_vectors=lt or None)
+
+
+def run_precision(train_cfg: dict) -> str:
+    """A stored run's precision (runs stored before it existed had ``amp``: off = fp32)."""
+    return train_cfg.get("precision") or ("auto" if train_cfg.get("amp", True) else "fp32")
 
 
 def from_file(path: Path) -> LearnedPrompt:
@@ -239,9 +244,9 @@ def evaluate_prompt(lp: LearnedPrompt, bb, ref: str, max_eval: Optional[int] = N
     dpm = PromptModel(bb, lp.discrete_template, verb, "none", 0, fields)
     warnings += [w for w in pm.warnings + dpm.warnings if w not in warnings]
     emit({"type": "phase", "phase": "discrete"})
-    dres = evaluate(dpm, rows, lf, amp=lp.amp, progress=phase_progress(emit, "discrete"))
+    dres = evaluate(dpm, rows, lf, precision=lp.precision, progress=phase_progress(emit, "discrete"))
     emit({"type": "phase", "phase": "evaluate"})
-    cres = evaluate(pm, rows, lf, amp=lp.amp, progress=phase_progress(emit, "evaluate"))
+    cres = evaluate(pm, rows, lf, precision=lp.precision, progress=phase_progress(emit, "evaluate"))
     return Evaluation(
         source=lp.source, eval_ref=ref, max_eval=max_eval, model=lp.model or bb.name,
         kind=bb.kind, device=str(bb.device), label_space=lp.label_space,
@@ -287,7 +292,7 @@ def predict(lp: LearnedPrompt, pm: PromptModel, fields: dict) -> Prediction:
     """Class probabilities (softmax over the class scores, as in evaluation), or the five most
     probable tokens of an open-vocabulary prompt."""
     ex = example_from(lp, fields)
-    scores = predict_scores(pm, pm.encode([ex]), amp=lp.amp)[0]
+    scores = predict_scores(pm, pm.encode([ex]), precision=lp.precision)[0]
     if pm.classes is not None:
         probs = torch.softmax(scores, -1)
         return Prediction(lp.source, "classes", tuple(pm.classes),

@@ -10,6 +10,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision "auto" is fp32 in the tests on every machine (CLI subprocesses included); the bf16
+# path has its own tests (test_precision.py)
+os.environ.setdefault("PTUNING_CPU_BF16", "0")
 # Models are cached where the user keeps them (so the GGUF is converted once per machine);
 # runs and everything else go to a fresh folder per test session.
 os.environ.setdefault("PTUNING_MODELS", str(Path(os.environ.get("PTUNING_HOME") or

@@ -99,6 +99,7 @@ def test_cli_bad_files_give_one_line_and_exit_2(tmp_path, content, name, needle)
     (["--template", "{sentence} [MASK]", "--steps", "0"], "steps must be"),
     (["--template", "{sentence} [MASK]", "--train", "nosuch:train"], "no such file"),
     (["--template", "{sentence} [MASK]", "--train", "sentiment:nosplit"], "no split"),
+    (["--template", "{sentence} [MASK]", "--precision", "fp8"], "invalid choice: 'fp8'"),
 ])
 def test_cli_bad_arguments(args, needle):
     base = {"--train": "sentiment:train", "--eval": "sentiment:test"}
