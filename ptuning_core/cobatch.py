@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from .encoding import Encoded
-from .model import PrefixCache, PromptModel
+from .kvcache import PrefixCache
+from .model import PromptModel
 
 
 @dataclass

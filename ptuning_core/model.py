@@ -1,4 +1,6 @@
 """The prompt model: splice pseudo embeddings into the frozen LM and score the label slot.
+Batching (``batching.py``), the prefix key/value cache (``kvcache.py``) and the mapping of labels
+to targets (``targets.py``) live in their own small modules.
 
 Two paths give the same logits and gradients:
 * plain: the whole sequence goes through the LM every step;
@@ -9,7 +11,6 @@ Only the label slot goes through the LM head (plus the auxiliary-loss positions 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -17,49 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone
+from .batching import Batch, collate
 from .encoder import PromptEncoder, initial_embeddings
 from .encoding import Encoded, compile_layout, encode
 from . import label_tokens as LT
+from .kvcache import (PrefixCache, build_prefix_cache, cache_kwarg, cache_layers, new_cache,
+                      out_cache, prefix_bytes)
 from .precision import autocast, lowp_model, no_autocast, resolve_precision
+from .targets import gold_ids
 from .verbalizer import CompiledVerbalizer, Verbalizer
-
-TEXT_ROLES = ("text", "field", "anchor")
-
-
-@dataclass
-class Batch:
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: Optional[torch.Tensor]
-    pseudo_idx: torch.Tensor
-    label_pos: torch.Tensor
-    text_mask: torch.Tensor  # positions holding real text (aux-loss targets)
-    first_pseudo: torch.Tensor  # per row, padded index of the first pseudo token (or L)
-
-
-def _cache_kwarg(module) -> str:
-    params = inspect.signature(module.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _out_cache(out):
-    c = getattr(out, "cache", None)
-    return c if c is not None else getattr(out, "past_key_values", None)
-
-
-def _new_cache(layers):
-    from transformers import DynamicCache
-    c = DynamicCache()
-    for i, (k, v) in enumerate(layers):
-        c.update(k, v, i)
-    return c
-
-
-def _cache_layers(cache) -> list:
-    if hasattr(cache, "layers"):
-        return [(l.keys, l.values) for l in cache.layers]
-    return [(k, v) for k, v in cache]  # legacy tuples
-
 
 def masked_lm_head(model):
     """The MLM head as a callable on hidden states (so only chosen positions are projected)."""
@@ -75,21 +42,6 @@ def masked_lm_head(model):
     if hasattr(model, "generator_lm_head"):  # ELECTRA generator
         return lambda h: model.generator_lm_head(model.generator_predictions(h))
     return None
-
-
-class PrefixCache:
-    """Keys/values of each example's frozen prefix (everything before the first pseudo token)."""
-
-    def __init__(self, layers, mask, lengths):
-        self.layers, self.mask, self.lengths = layers, mask, lengths
-
-    def rows(self, idx: torch.Tensor):
-        return [(k[idx], v[idx]) for k, v in self.layers], self.mask[idx], self.lengths[idx]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size()
-                   for k, v in self.layers)
 
 
 class PromptModel(nn.Module):
@@ -178,7 +130,7 @@ class PromptModel(nn.Module):
         """Run the LM's forward through ``model`` (the backbone's, or its bf16 copy)."""
         self._body = model.base_model
         self._dtype = model.dtype
-        self._ckw = _cache_kwarg(self._body)
+        self._ckw = cache_kwarg(self._body)
         self._pos_ok = "position_ids" in inspect.signature(self._body.forward).parameters
 
     def set_precision(self, precision: str) -> str:
@@ -229,40 +181,8 @@ class PromptModel(nn.Module):
         return [encode(self.layout, ex, tok, self.backbone.max_length) for ex in examples]
 
     def collate(self, encs: list) -> Batch:
-        pad = self.backbone.tokenizer.pad_token_id or 0
-        left = self.kind == "causal"
-        L = max(len(e.ids) for e in encs)
-        B = len(encs)
-        ids = torch.full((B, L), pad, dtype=torch.long)
-        mask = torch.zeros((B, L), dtype=torch.long)
-        pidx = torch.full((B, L), -1, dtype=torch.long)
-        textm = torch.zeros((B, L), dtype=torch.bool)
-        lpos = torch.zeros(B, dtype=torch.long)
-        first = torch.full((B,), L, dtype=torch.long)
-        for b, e in enumerate(encs):
-            n = len(e.ids)
-            o = L - n if left else 0
-            ids[b, o:o + n] = torch.tensor(e.ids)
-            mask[b, o:o + n] = 1
-            pidx[b, o:o + n] = torch.tensor(e.pseudo_idx)
-            textm[b, o:o + n] = torch.tensor([r in TEXT_ROLES for r in e.roles])
-            lpos[b] = e.label_pos + o
-            if e.first_pseudo >= 0:
-                first[b] = e.first_pseudo + o
-        pos = (mask.cumsum(-1) - 1).clamp(min=0) if left else torch.zeros_like(mask)
-        # one buffer, one (pinned, non-blocking on CUDA) transfer per batch
-        packed = torch.cat([torch.stack([ids, mask, pos, pidx, textm.long()]).flatten(),
-                            lpos, first])
-        dev = self.device
-        if dev.type == "cuda":
-            packed = packed.pin_memory().to(dev, non_blocking=True)
-        else:
-            packed = packed.to(dev)
-        n = B * L
-        grid = packed[:5 * n].view(5, B, L)
-        lpos_d, first_d = packed[5 * n:5 * n + B], packed[5 * n + B:]
-        return Batch(grid[0], grid[1], grid[2] if left else None, grid[3], lpos_d,
-                     grid[4].bool(), first_d)
+        return collate(encs, self.backbone.tokenizer.pad_token_id or 0, self.kind == "causal",
+                       self.device)
 
     # ---- forward pieces ----------------------------------------------------------------
     def _embed(self, input_ids, pseudo_idx, prompt):
@@ -281,7 +201,7 @@ class PromptModel(nn.Module):
             if cache is not None:
                 kw[self._ckw] = cache
         out = self._body(**kw)
-        return out.last_hidden_state, (_out_cache(out) if use_cache else None)
+        return out.last_hidden_state, (out_cache(out) if use_cache else None)
 
     def _logits(self, h):
         if self._head is None:
@@ -293,7 +213,7 @@ class PromptModel(nn.Module):
         """(B, V) log-probs at the slot -> (B, C) class scores (mean log-prob of each class's words)."""
         word_lp = slot_logp[:, self._first_ids]
         if self.kind == "causal" and self.cverb.multi_token:
-            layers = _cache_layers(cache)
+            layers = cache_layers(cache)
             cols = []
             for w, ids in enumerate(self.cverb.word_ids):
                 if len(ids) == 1:
@@ -305,7 +225,7 @@ class PromptModel(nn.Module):
                 n = len(ids) - 1
                 m2 = torch.cat([mask, torch.ones(B, n, dtype=mask.dtype, device=mask.device)], 1)
                 pos = last_pos.unsqueeze(1) + torch.arange(1, n + 1, device=self.device)
-                h, _ = self._run_body(emb, m2, pos, _new_cache(layers), use_cache=True)
+                h, _ = self._run_body(emb, m2, pos, new_cache(layers), use_cache=True)
                 lp = torch.log_softmax(self._logits(h), -1)  # (B, n, V)
                 cont = lp.gather(2, t[1:].view(1, n, 1).expand(B, n, 1)).squeeze(2)
                 cols.append(torch.cat([word_lp[:, w:w + 1], cont], 1).mean(1))
@@ -370,7 +290,7 @@ class PromptModel(nn.Module):
 
     def body(self, emb, mask, pos, cache_layers=None):
         """Hidden states of the frozen LM (after a prefix given as per-layer keys/values)."""
-        cache = _new_cache(cache_layers) if cache_layers is not None else None
+        cache = new_cache(cache_layers) if cache_layers is not None else None
         return self._run_body(emb, mask, pos, cache)[0]
 
     def slot_scores(self, h, label_pos):
@@ -383,44 +303,13 @@ class PromptModel(nn.Module):
                 and all(e.first_pseudo > 0 for e in encs))
 
     def prefix_bytes(self, encs) -> int:
-        cfg = self.backbone.model.config
-        layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
-        heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads",
-                                                                      None) or getattr(cfg, "n_head", 1)
-        hd = getattr(cfg, "head_dim", None) or self.backbone.hidden_size // max(1, getattr(
-            cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1))
-        P = max(e.first_pseudo for e in encs)
-        el = self.backbone.embeddings.element_size()
-        return len(encs) * P * layers * 2 * heads * hd * el
+        return prefix_bytes(self.backbone, encs)
 
     @torch.no_grad()
     def build_prefix_cache(self, encs, chunk: int = 64) -> PrefixCache:
-        P = max(e.first_pseudo for e in encs)
-        pad = self.backbone.tokenizer.pad_token_id or 0
-        layers, masks = None, []
-        for s in range(0, len(encs), chunk):
-            part = encs[s:s + chunk]
-            ids = torch.full((len(part), P), pad, dtype=torch.long)
-            mask = torch.zeros((len(part), P), dtype=torch.long)
-            for b, e in enumerate(part):
-                n = e.first_pseudo
-                ids[b, P - n:] = torch.tensor(e.ids[:n])
-                mask[b, P - n:] = 1
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            emb = F.embedding(ids, self.backbone.embeddings)
-            _, cache = self._run_body(emb, mask, pos, use_cache=True)
-            got = _cache_layers(cache)
-            if layers is None:
-                layers = [([k], [v]) for k, v in got]
-            else:
-                for (ks, vs), (k, v) in zip(layers, got):
-                    ks.append(k)
-                    vs.append(v)
-            masks.append(mask)
-        layers = [(torch.cat(ks), torch.cat(vs)) for ks, vs in layers]
-        lengths = torch.tensor([e.first_pseudo for e in encs], device=self.device)
-        return PrefixCache(layers, torch.cat(masks), lengths)
+        return build_prefix_cache(
+            lambda emb, mask, pos: self._run_body(emb, mask, pos, use_cache=True)[1],
+            self.backbone, encs, self.device, chunk)
 
     def fast_scores(self, encs: list, prefix: PrefixCache, rows: torch.Tensor,
                     aux: bool = False):
@@ -434,21 +323,13 @@ class PromptModel(nn.Module):
         mask = torch.cat([pmask, b.attention_mask], 1)
         emb = self._embed(b.input_ids, b.pseudo_idx, self.prompt_embeddings())
         multi = self.cverb is not None and self.cverb.multi_token
-        h, cache = self._run_body(emb, mask, pos, _new_cache(layers), use_cache=multi)
+        h, cache = self._run_body(emb, mask, pos, new_cache(layers), use_cache=multi)
         out = self._finish(h, b.label_pos, cache, mask, pos[:, -1])
         aux_loss = self._causal_aux(h, b.input_ids, b.text_mask, b.first_pseudo) if aux else None
         return out, aux_loss
 
     # ---- targets -----------------------------------------------------------------------
     def gold_ids(self, labels: list) -> list:
-        """Class index per label (classification) or the gold token id / -1 if the gold word is
-        not a single token (open vocabulary)."""
-        if self.cverb is not None:
-            idx = {c: i for i, c in enumerate(self.cverb.classes)}
-            return [idx[str(l)] for l in labels]
-        from .encoding import label_token_ids
-        out = []
-        for l in labels:
-            ids = label_token_ids(self.layout, self.backbone.tokenizer, str(l))
-            out.append(ids[0] if len(ids) == 1 else -1)
-        return out
+        """Class index per label (classification), or the gold token id / -1 (open
+        vocabulary): ``targets.gold_ids``."""
+        return gold_ids(self.cverb, self.layout, self.backbone.tokenizer, labels)

@@ -57,6 +57,30 @@ def test_the_door_check_sees_every_form_of_import(tmp_path):
         "ptuning_core.template"]
 
 
+def test_no_private_names_cross_modules_in_the_core():
+    """The core's modules use each other's public names only (``from .x import _y`` is not)."""
+    bad = []
+    for f in sorted((ROOT / "ptuning_core").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            if isinstance(node, ast.ImportFrom):
+                bad += [f"{f.name}:{node.lineno} imports {a.name} from {node.module}"
+                        for a in node.names if a.name.startswith("_") and
+                        a.name != "__version__"]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_model_keeps_to_splicing_and_scoring():
+    """Batching, the prefix cache and the label->target mapping are their own modules."""
+    import ptuning_core.model as M
+    src = Path(M.__file__).read_text(encoding="utf-8")
+    assert "class PrefixCache" not in src and "class Batch" not in src
+    assert "def collate(encs" not in src and "torch.full((B, L)" not in src
+    from ptuning_core.batching import collate
+    from ptuning_core.kvcache import PrefixCache, build_prefix_cache
+    from ptuning_core.targets import gold_ids
+    assert all(callable(x) for x in (collate, PrefixCache, build_prefix_cache, gold_ids))
+
+
 # ---- the service's typed views on a tiny model ------------------------------------------------
 @pytest.fixture
 def svc(tiny_app):
