@@ -398,6 +398,7 @@ def cmd_experiment(a) -> int:
     from . import experiments as X
     from .backbone import ModelLoadError
     from .experiment import USER_ERRORS
+    from .raybackend import BackendUnavailable
     from .store import RunStore
     if a.list:
         items = X.listing()
@@ -429,8 +430,9 @@ def cmd_experiment(a) -> int:
                           f"seed={e['seed']}", file=sys.stderr, flush=True)
             elif e.get("type") in ("start", "step", "end"):
                 progress(e)
-        res = X.run(plan, callback=on_event)
-    except (ModelLoadError, *USER_ERRORS) as e:
+        backend, ray = _ray_pool(a)
+        res = X.run(plan, callback=on_event, pool=ray)
+    except (ModelLoadError, BackendUnavailable, *USER_ERRORS) as e:
         return _err(str(e))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -440,7 +442,8 @@ def cmd_experiment(a) -> int:
     if a.json:
         print(json.dumps({"id": rid, "experiment": plan.experiment.id, "status": res["status"],
                           "settings": res["settings"], "summary": summary,
-                          "sentence": sentence}))
+                          "sentence": sentence, "backend": backend,
+                          **({"workers": ray.size} if ray is not None else {})}))
         return 0
     from .stats import fmt_acc
     for r in summary:
@@ -545,6 +548,7 @@ def main(argv=None) -> int:
     x.add_argument("--model", default="default")
     x.add_argument("--device", default="auto")
     x.add_argument("--json", action="store_true")
+    _add_backend_arg(x)
     x.set_defaults(fn=cmd_experiment)
     w = sub.add_parser("warmup", help="load a model once (builds the default model's cache)")
     w.add_argument("--model", default="default")

@@ -209,17 +209,25 @@ def _cell(arm: str, k: int, seed: int, res: dict) -> dict:
 
 
 def run(p: Plan, callback: Optional[Callable[[dict], None]] = None,
-        stop: Optional[threading.Event] = None) -> dict:
+        stop: Optional[threading.Event] = None, pool=None) -> dict:
     """Run every cell of a plan. Events: ``cell`` (one arm, k, seed starting: done/total) and
     the training/evaluation events of the runs. Returns the results (``cells``, ``status``);
-    a stop keeps the cells finished so far."""
+    a stop keeps the cells finished so far. ``pool``: a Ray pool (``raybackend``) that runs the
+    cells in parallel (the same cells, in the same order, as here)."""
     emit = callback or (lambda e: None)
     cells: list = []
-    runner = _run_variants if p.experiment.runner == "runs" else _run_sweep
-    runner(p, cells, emit, stop)
+    if pool is not None:
+        runner = _run_variants_on if p.experiment.runner == "runs" else _run_sweep
+        runner(p, cells, emit, stop, pool)
+    else:
+        runner = _run_variants if p.experiment.runner == "runs" else _run_sweep
+        runner(p, cells, emit, stop)
     stopped = stop is not None and stop.is_set()
-    return {"experiment": p.experiment.id, "settings": p.settings_dict(), "cells": cells,
-            "status": "stopped" if stopped else "finished"}
+    out = {"experiment": p.experiment.id, "settings": p.settings_dict(), "cells": cells,
+           "status": "stopped" if stopped else "finished"}
+    if pool is not None:
+        out["backend"], out["workers"] = "ray", pool.size
+    return out
 
 
 def _base_spec(p: Plan, k: int, seed: int):
@@ -257,6 +265,50 @@ def variant_plan(p: Plan, k: int, seed: int) -> list:
     return out
 
 
+def _trained_cell(arm: str, k: int, seed: int, res: dict) -> dict:
+    det = res["details"]
+    c = _cell(arm, k, seed, det.get("continuous") or det["discrete"])
+    if res.get("train"):
+        c["dev"] = [list(x) for x in res["train"]["dev"]]
+        c["steps_to_90"] = steps_to_fraction(res["train"]["dev"])
+        c["losses"] = res["train"]["losses"]
+    return c
+
+
+def _run_variants_on(p: Plan, cells: list, emit, stop, pool) -> None:
+    """``_run_variants`` with every trained arm a task on the Ray pool, all at once; the cells
+    come back in the local order."""
+    from .raybackend import run_specs
+    order, specs = [], []  # (arm, k, seed, index into specs or None)
+    for k in p.settings.ks:
+        for seed in p.settings.seeds:
+            for arm, spec in sorted(variant_plan(p, k, seed), key=lambda x: x[1] is None):
+                order.append((arm, k, seed, None if spec is None else len(specs)))
+                if spec is not None:
+                    specs.append(spec)
+    total = p.n_cells
+    emit({"type": "cell", "done": 0, "total": total})
+    got: dict = {}
+    for i, res in run_specs(pool, specs, stop=stop, keep_details=True,
+                            callback=lambda i, e: emit(e)):
+        if isinstance(res, BaseException):
+            raise res
+        got[i] = res
+        arm, k, seed, _ = next(o for o in order if o[3] == i)
+        emit({"type": "cell", "arm": arm, "k": k, "seed": seed, "done": len(got),
+              "total": total})
+    if stop is not None and stop.is_set():
+        return  # runs cut short are not measurements
+    disc = None
+    for arm, k, seed, i in order:
+        if i is None:
+            cells.append(_cell(arm, k, seed, disc))
+        else:
+            cells.append(_trained_cell(arm, k, seed, got[i]))
+            disc = got[i]["details"]["discrete"]
+    emit({"type": "cell", "done": total, "total": total})
+
+
 def _run_variants(p: Plan, cells: list, emit, stop) -> None:
     from .experiment import run_experiment
     total, done = p.n_cells, 0
@@ -276,19 +328,13 @@ def _run_variants(p: Plan, cells: list, emit, stop) -> None:
                     res = run_experiment(spec, callback=emit, stop=stop, keep_details=True)
                     if stop is not None and stop.is_set():
                         return  # a run cut short is not a measurement: it is left out
-                    det = res["details"]
-                    c = _cell(arm, k, seed, det.get("continuous") or det["discrete"])
-                    if res.get("train"):
-                        c["dev"] = [list(x) for x in res["train"]["dev"]]
-                        c["steps_to_90"] = steps_to_fraction(res["train"]["dev"])
-                        c["losses"] = res["train"]["losses"]
-                    cells.append(c)
-                    disc = disc or det["discrete"]
+                    cells.append(_trained_cell(arm, k, seed, res))
+                    disc = disc or res["details"]["discrete"]
                 done += 1
     emit({"type": "cell", "done": done, "total": total})
 
 
-def _run_sweep(p: Plan, cells: list, emit, stop) -> None:
+def _run_sweep(p: Plan, cells: list, emit, stop, pool=None) -> None:
     from .fewshot import SweepSpec, run_sweep
     arm_of = {m: a for a, m in p.experiment.arms}
     s = p.settings
@@ -298,19 +344,26 @@ def _run_sweep(p: Plan, cells: list, emit, stop) -> None:
     total = p.n_cells
     emit({"type": "cell", "done": 0, "total": total})
 
+    finished = set()  # cells that ended before any stop (a run cut short is left out)
+
     def on_event(e):
         if e.get("type") == "cell":  # a sweep cell finished: ours, with its arm's name
             r = e
             if stop is not None and stop.is_set():
-                return  # a run cut short is not a measurement: it is left out
-            cells.append({"arm": arm_of[r["method"]], "k": r["k"], "seed": r["seed"],
-                          "accuracy": r["accuracy"], "n": r["n_test"],
-                          "correct": list(r["correct"])})
+                return
+            finished.add((r["method"], r["k"], r["seed"]))
             emit({"type": "cell", "arm": arm_of[r["method"]], "k": r["k"], "seed": r["seed"],
                   "done": r["done"], "total": total})
         else:
             emit(e)
-    run_sweep(spec, callback=on_event, stop=stop)
+    if pool is None:
+        rows = run_sweep(spec, callback=on_event, stop=stop)
+    else:  # cells end in any order on the pool; the rows come back in the sweep's order
+        from .raybackend import run_sweep as ray_sweep
+        rows = ray_sweep(pool, spec, callback=on_event, stop=stop)
+    cells += [{"arm": arm_of[r["method"]], "k": r["k"], "seed": r["seed"],
+               "accuracy": r["accuracy"], "n": r["n_test"], "correct": list(r["correct"])}
+              for r in rows if (r["method"], r["k"], r["seed"]) in finished]
 
 
 # ---- numbers ---------------------------------------------------------------------------------

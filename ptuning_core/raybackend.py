@@ -279,7 +279,8 @@ def _execute_run(cell: dict, emit, stop) -> dict:
     rid = cell.get("run_id")
     rec = RecordingStore(cell["root"], emit, cell.get("resume")) if rid else None
     result = run_experiment(spec, callback=emit, stop=stop, store=rec, run_id=rid,
-                            prepared=cell.get("prepared"))
+                            prepared=cell.get("prepared"),
+                            keep_details=bool(cell.get("keep_details")))
     return {"result": result, "finish": rec.finished if rec else None}
 
 
@@ -573,12 +574,13 @@ def run_sweep(p: RayPool, spec, callback: Optional[Callable[[dict], None]] = Non
 
 def run_specs(p: RayPool, specs: list, store=None, owner: str = "cli", session: str = "cli",
               callback: Optional[Callable[[int, dict], None]] = None,
-              stop: Optional[threading.Event] = None) -> Iterator:
+              stop: Optional[threading.Event] = None, keep_details: bool = False) -> Iterator:
     """The general entry (an experiment's cells): ``specs`` (RunSpec objects or their dicts)
     run across the pool, yielding ``(index, result)`` as each ends, or ``(index, exception)``
     for one that failed (a user error, a lost worker). With a ``store`` each is a stored run
     owned by ``owner`` (its id in ``result['run_id']``); ``callback(index, event)`` gets the
-    live events. Each spec is validated and its data read here, before anything runs."""
+    live events. Each spec is validated and its data read here, before anything runs.
+    ``keep_details`` (no store): each result also has its per-example ``details``."""
     from .experiment import RunSpec, prepare
     specs = [s if isinstance(s, RunSpec) else RunSpec.from_dict(s) for s in specs]
     preps = [prepare(s) for s in specs]
@@ -595,7 +597,8 @@ def run_specs(p: RayPool, specs: list, store=None, owner: str = "cli", session: 
                 res["run_id"] = rid
             else:
                 got = p.run_cell({"kind": "run", "spec": s.to_dict(), "run_id": None,
-                                  "prepared": prep, "root": ".", "resume": None},
+                                  "prepared": prep, "root": ".", "resume": None,
+                                  "keep_details": keep_details},
                                  session, cb, stop)
                 res = {"status": "cancelled"} if got is None else \
                     dict(got[0]["result"], worker=got[1])

@@ -114,6 +114,24 @@ def test_sweep_across_two_actors_equals_the_local_backend(pool, tiny_dir):
 
 @needs_ray
 @pytest.mark.ray
+@pytest.mark.parametrize("name", ["E1", "E5"])  # runs-based and sweep-based experiments
+def test_an_experiment_on_two_actors_equals_the_local_backend(pool, tiny_dir, name):
+    from ptuning_core import experiments as X
+    p = X.plan(X.ExperimentRequest(name, model=tiny_dir, device="cpu", seeds=[1, 2], ks=[2],
+                                   steps=2, max_eval=8))
+    events = []
+    ray_res = X.run(p, callback=events.append, pool=pool)
+    local = X.run(p)
+    assert ray_res["backend"] == "ray" and ray_res["workers"] == 2
+    strip = lambda cells: [{k: v for k, v in c.items() if k != "worker"} for c in cells]  # noqa: E731
+    assert len(ray_res["cells"]) == p.n_cells
+    assert strip(ray_res["cells"]) == strip(local["cells"])
+    assert X.conclude(X.get(name), ray_res) == X.conclude(X.get(name), local)
+    assert [e for e in events if e["type"] == "cell"][-1]["done"] == p.n_cells
+
+
+@needs_ray
+@pytest.mark.ray
 def test_run_streams_its_events_and_the_driver_stores_it(pool, tiny_dir, tmp_path):
     from ptuning_core import raybackend
     store = RunStore(tmp_path / "runs")
