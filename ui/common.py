@@ -395,7 +395,14 @@ def pick_run(label: str, runs: list) -> str:
     wanted = st.query_params.get("run")
     if st.session_state.get(key) not in ids:
         st.session_state[key] = wanted if wanted in ids else ids[0]
-    return st.selectbox(label, ids, key=key, format_func=names.get)
+    # The browser's picker keeps showing an option's old label when only the label changes
+    # (a rename): a new widget (keyed by the labels) for new labels, on the same run.
+    import zlib
+    wkey = f"{key}-{zlib.crc32(repr(sorted(names.items())).encode()):08x}"
+    if st.session_state.get(wkey) not in ids:
+        st.session_state[wkey] = st.session_state[key]
+    st.session_state[key] = st.selectbox(label, ids, key=wkey, format_func=names.get)
+    return st.session_state[key]
 
 
 def heartbeat() -> None:

@@ -1,0 +1,241 @@
+"""Issue 11's "Also found, tried as a new user would", each walked through in a real headless
+Chromium on one `streamlit run` server (the default model): the upload that must not raise;
+Rename that keeps the picker on the renamed run (showing its new name); a broken Studio
+template that Train warns about; class board rows with the run name, n and the 95% interval; Compare on
+a template without pseudo tokens; Embeddings' "Only word-like tokens" toggle and trajectory
+slider. Streamlit shows an exception as ``data-testid="stException"``: none may appear."""
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from test_browser import browser, serve, shot  # noqa: F401 (browser is a fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.real]
+CSV = b"text,label\n" + b"".join(f"the {w} movie number {i},{lab}\n".encode() for i, (w, lab)
+                                 in enumerate([("great", "good"), ("awful", "bad")] * 20))
+T = 120_000  # ms: two busy cores
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("found-home")
+
+
+@pytest.fixture(scope="module")
+def server(home, default_backbone):
+    with serve(home) as url:
+        yield url
+
+
+def open_page(browser, url):  # noqa: F811
+    """A new browser context (its own cookie jar: a new user) on the app's first page (a
+    server's very first session opened on a page's path may be drawn before app.py has set up
+    its navigation)."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.goto(url, wait_until="networkidle")
+    page.get_by_label("Your name (shown on the queue and the class board)").wait_for(timeout=T)
+    return page
+
+
+def no_exception(page):
+    assert page.get_by_test_id("stException").count() == 0, page.inner_text("body")[:3000]
+
+
+def wait_until(cond, what, timeout=90):
+    end = time.time() + timeout
+    while not cond():
+        assert time.time() < end, what
+        time.sleep(1)
+
+
+def grid_cells(page):
+    """Texts of every st.dataframe cell on the page (the grid draws on a canvas; its
+    accessible table holds the same cells, attached but hidden)."""
+    return [t.strip() for t in page.locator('[role="gridcell"]').all_text_contents()]
+
+
+def run_id_shown(page):
+    el = page.get_by_text("Run id")
+    if not el.count():
+        return None
+    m = re.search(r"Run id (\w+)", el.first.inner_text())
+    return m.group(1) if m else None
+
+
+def train(page, name, before=None):
+    """Submit a small run from the Train page; wait until it finished; its id."""
+    page.get_by_label("Steps", exact=True).wait_for(timeout=T)
+    page.get_by_label("Steps", exact=True).fill("6")
+    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
+    page.get_by_label("Evaluate on at most N test examples").fill("10")
+    page.get_by_label("Run name (optional)").fill(name)
+    page.get_by_role("button", name="Train").click()
+    wait_until(lambda: run_id_shown(page) not in (None, before), f"no run id for {name}", 120)
+    rid = run_id_shown(page)
+    page.get_by_text(re.compile(r"Status:\s*finished")).first.wait_for(timeout=300_000)
+    no_exception(page)
+    return rid
+
+
+@pytest.fixture(scope="module")
+def student(server, browser):  # noqa: F811
+    """One user who trained two small runs: (page, [first id, second id])."""
+    page = open_page(browser, server)
+    page.get_by_role("link", name="Train").click()
+    first = train(page, "first run")
+    second = train(page, "second run", before=first)
+    assert first != second
+    yield page, [first, second]
+    page.context.close()
+
+
+# ---- 1. Upload -> "Use this file": no widget error, the upload is the dataset --------------
+# (Not asserted here: that a reload keeps the upload. In a browser it failed in 2 of 3 runs on
+# 2 busy cores, even after the script run had ended; tests/test_app_classroom.py covers it.)
+def test_upload_use_this_file(server, browser, tmp_path):  # noqa: F811
+    page = open_page(browser, server)
+    page.get_by_text("Upload CSV / TSV / JSONL").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "reviews.csv", "mimeType": "text/csv", "buffer": CSV}])
+    page.get_by_role("button", name="Use this file").click()
+    data = page.get_by_role("combobox", name="Data", exact=True)  # the sidebar's picker
+    wait_until(lambda: data.input_value() == "upload:reviews.csv", "the upload is not selected")
+    page.get_by_text("your file reviews.csv").first.wait_for(timeout=T)
+    no_exception(page)
+    assert "StreamlitWidgetAlreadyInstantiatedError" not in page.inner_text("body")
+    shot(page, tmp_path, "found-upload")
+    page.context.close()
+
+
+# ---- 2. Runs -> Rename keeps the picker on the renamed run -----------------------------------
+def test_rename_keeps_the_picker_on_the_run(server, student, tmp_path):
+    page, (first, second) = student
+    page.goto(f"{server}/runs?run={first}", wait_until="networkidle")
+    picker = page.get_by_role("combobox", name="Open a run")
+    picker.wait_for(timeout=T)
+    wait_until(lambda: first in picker.input_value(), "the link did not open the first run")
+    page.get_by_text("Manage this run").click()
+    box = page.get_by_label("Name", exact=True)
+    box.wait_for(timeout=T)
+    box.fill("renamed run")
+    box.press("Enter")
+    for attempt in range(3):  # a click may land while the page redraws: click again
+        page.get_by_role("button", name="Rename").click()
+        try:
+            wait_until(lambda: "renamed run" in picker.input_value(),
+                       "the picker does not show the new name", 40)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+    text = picker.input_value()
+    assert first in text and second not in text, text  # still on the run just renamed
+    page.get_by_role("heading", name="renamed run").wait_for(timeout=T)
+    no_exception(page)
+    shot(page, tmp_path, "found-rename")
+
+
+# ---- 3. A broken Studio template: an error there, a warning on Train ------------------------
+def test_broken_template_error_and_train_warns(server, browser, tmp_path):  # noqa: F811
+    page = open_page(browser, server)
+    box = page.get_by_label("Template", exact=True)
+    box.wait_for(timeout=T)
+    page.locator(".token-strip").wait_for(timeout=T)  # the dataset's template compiles
+    box.fill("{sentence} [P*2 It was [MASK]")
+    box.press("Enter")
+    page.locator('[data-testid="stAlertContentError"]').first.wait_for(timeout=T)
+    assert page.locator(".token-strip").count() == 0
+    no_exception(page)
+    shot(page, tmp_path, "found-broken-studio")
+    page.get_by_role("link", name="Train").click()
+    page.get_by_text("has an error").first.wait_for(timeout=T)
+    line = page.locator("p").filter(has_text="Template:").first.inner_text()
+    assert "[P*2 It was" not in line, line  # Train keeps the last template that worked
+    no_exception(page)
+    page.context.close()
+
+
+# ---- 4. Class board rows: run name, n and the 95% interval ---------------------------------
+def test_class_board_shows_name_n_and_interval(server, student, tmp_path):
+    page, (first, second) = student
+    for attempt in range(3):
+        page.goto(f"{server}/runs?run={second}", wait_until="networkidle")
+        page.get_by_text("Manage this run").click()
+        toggle = page.get_by_role("switch", name="Shared on the class board")
+        toggle.wait_for(state="attached", timeout=T)
+        if not toggle.is_checked():
+            page.get_by_text("Shared on the class board").click()
+        page.get_by_role("link", name="Class board").click()
+        try:
+            page.get_by_text("Ranked by the lower end").wait_for(timeout=30_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    wait_until(lambda: "second run" in grid_cells(page), "the board has no run name", 60)
+    headers = [t.strip() for t in page.locator('[role="columnheader"]').all_text_contents()]
+    assert "n" in headers and "95% CI" in headers and "name" in headers, headers
+    cells = grid_cells(page)
+    assert "10" in cells, cells  # n: the run was tested on 10 examples
+    assert any(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", c) for c in cells), cells
+    no_exception(page)
+    shot(page, tmp_path, "found-board")
+
+
+# ---- 5. Compare on a template without pseudo tokens -----------------------------------------
+def test_compare_discrete_only_template(server, browser, tmp_path):  # noqa: F811
+    page = open_page(browser, server)
+    box = page.get_by_label("Template", exact=True)
+    box.wait_for(timeout=T)
+    page.locator(".token-strip").wait_for(timeout=T)
+    box.fill("{sentence} It was [MASK]")
+    box.press("Enter")
+    page.locator('.token-strip span[title="label slot"]').wait_for(timeout=T)
+    page.wait_for_timeout(1000)
+    assert page.locator('.token-strip span[title="pseudo token"]').count() == 0
+    page.get_by_role("link", name="Compare").click()
+    page.get_by_role("button", name="Compare").wait_for(timeout=T)
+    page.get_by_text("{sentence} It was [MASK]").first.wait_for(timeout=T)
+    page.get_by_label("Steps", exact=True).fill("2")
+    page.get_by_label("k per class").fill("2")
+    page.get_by_label("Test examples").fill("10")
+    page.get_by_role("button", name="Compare").click()
+    page.get_by_text("examples changed").first.wait_for(timeout=600_000)
+    no_exception(page)
+    wait_until(lambda: {"discrete", "P-tuning (lstm)", "prompt tuning (none)"} <=
+               set(grid_cells(page)), "the comparison table lacks its rows", 60)
+    shot(page, tmp_path, "found-compare-discrete")
+    page.context.close()
+
+
+# ---- 6. Embeddings: the word-like toggle acts; one slider position per snapshot -------------
+def test_embeddings_toggle_and_slider(server, student, home, tmp_path):
+    from safetensors import safe_open
+    page, (first, second) = student
+    page.goto(f"{server}/embeddings?run={second}", wait_until="networkidle")
+    page.get_by_text("projection, not an explanation").first.wait_for(timeout=T)
+
+    def nearest():
+        return [c for c in grid_cells(page) if "(" in c and "'" in c]
+
+    wait_until(lambda: nearest(), "no nearest-token table", 120)
+    before = nearest()
+    page.get_by_text("Only word-like tokens").click()
+    wait_until(lambda: nearest() and nearest() != before,
+               "'Only word-like tokens' did not change the nearest tokens", 120)
+    no_exception(page)
+    traj = list(home.glob(f"**/{second}/trajectory.safetensors"))
+    assert traj, "the run stored no trajectory"
+    with safe_open(str(traj[0]), "pt") as f:
+        steps = sorted(int(k.split("_")[1]) for k in f.keys())
+    assert len(steps) >= 2, steps
+    slider = page.locator('[data-testid="stSlider"] input[type="range"]'
+                          '[aria-label="Training step"]')
+    slider.wait_for(state="attached", timeout=T)
+    assert (slider.get_attribute("min"), slider.get_attribute("max")) == \
+        ("0", str(len(steps) - 1))  # one position per stored snapshot
+    assert slider.get_attribute("aria-valuetext") == str(steps[-1])
+    shot(page, tmp_path, "found-embeddings")
