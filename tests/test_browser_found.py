@@ -6,7 +6,6 @@ a template without pseudo tokens; Embeddings' "Only word-like tokens" toggle and
 slider. Streamlit shows an exception as ``data-testid="stException"``: none may appear."""
 import re
 import time
-from pathlib import Path
 
 import pytest
 
