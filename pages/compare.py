@@ -3,7 +3,8 @@ import pandas as pd
 import streamlit as st
 
 from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, VARIANTS, RunSpec, TrainConfig
-from ui.common import confusion_figure, loss_figure, page_setup, progress_line, verbalizer_for
+from ui.common import (confusion_figure, loss_figure, my_job, page_setup, progress_line,
+                       verbalizer_for)
 
 svc, sid, bb, ctx, template = page_setup("Discrete vs continuous")
 st.markdown(f"Template `{template}` on **{ctx['name']}**: every variant trains on the same "
@@ -33,11 +34,8 @@ if go:
 
 @st.fragment(run_every=1.0)
 def progress():
-    jid = st.session_state.get("compare_job")
-    if jid is None or svc.queue.get(jid) is None:  # a new tab or a refresh: your latest one
-        latest = svc.current_job(sid, "compare")
-        jid = latest.id if latest else None
-    job = svc.queue.get(jid) if jid else None
+    job = my_job("compare_job", "compare")
+    jid = job.id if job else None
     if job is None or job.done:
         if job is not None and job.error:
             st.error(job.error)

@@ -9,7 +9,7 @@ import streamlit as st
 from ptuning_core.api import (EXPERIMENT_KIND, EXPERIMENTS, SHOWN_ERRORS, USER_ERRORS,
                               ConfigError, ExperimentRequest, get_experiment)
 from ptuning_core.stats import fmt_acc
-from ui.common import backbone, progress_line, service, session_id
+from ui.common import backbone, my_job, progress_line, service, session_id
 
 st.title("Experiments: the method's claims")
 svc, sid = service(), session_id()
@@ -62,11 +62,8 @@ for exp in EXPERIMENTS.values():
 
 @st.fragment(run_every=1.0)
 def progress():
-    jid = st.session_state.get("experiment_job")
-    if jid is None or svc.queue.get(jid) is None:  # a new tab or a refresh: your latest one
-        latest = svc.current_job(sid, EXPERIMENT_KIND)
-        jid = latest.id if latest else None
-    job = svc.queue.get(jid) if jid else None
+    job = my_job("experiment_job", EXPERIMENT_KIND)
+    jid = job.id if job else None
     if job is None or job.done:
         if job is not None and job.error:
             st.error(job.error)

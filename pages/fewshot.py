@@ -5,7 +5,7 @@ import streamlit as st
 
 from ptuning_core.api import (DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, SHOWN_ERRORS,
                               USER_ERRORS, SweepSpec, TrainConfig)
-from ui.common import backbone, service, session_id
+from ui.common import backbone, my_job, service, session_id
 
 st.title("Few-shot sweep")
 svc = service()
@@ -73,11 +73,8 @@ def chart(view) -> go.Figure:
 
 @st.fragment(run_every=2.0)
 def live():
-    jid = st.session_state.get("sweep_job")
-    if jid is None or svc.queue.get(jid) is None:  # a new tab or a refresh: your latest one
-        latest = svc.current_job(sid, "sweep")
-        jid = latest.id if latest else None
-    job = svc.queue.get(jid) if jid else None
+    job = my_job("sweep_job", "sweep")
+    jid = job.id if job else None
     if job is None:
         return
     if job.done and st.session_state.get("sweep_seen") == jid:

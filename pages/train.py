@@ -2,7 +2,7 @@
 import streamlit as st
 
 from ptuning_core.api import SHOWN_ERRORS, RunSpec, TrainConfig
-from ui.common import (base_url, job_panel, page_setup, queue_panel, share_query,
+from ui.common import (base_url, job_panel, my_job, page_setup, queue_panel, share_query,
                        verbalizer_for)
 
 svc, sid, bb, ctx, template = page_setup("Train a continuous prompt")
@@ -79,15 +79,11 @@ if go:
     except SHOWN_ERRORS as e:
         st.error(str(e))
 
-active = st.session_state.get("active_job")
-if active is None or svc.queue.get(active) is None:  # a new tab or a refresh: your latest run
-    latest = svc.current_job(sid, "train")
-    active = latest.id if latest else None
-if active:
+job = my_job("active_job", "train")  # a new tab or a refresh: your latest run
+if job is not None:
     st.subheader("Current run")
-    job_panel(active)
-    job = svc.queue.get(active)
-    if job is not None and job.run_id:
+    job_panel(job.id)
+    if job.run_id:
         st.caption(f"Run id `{job.run_id}` · link: {base_url()}/runs?run={job.run_id}")
 
 st.subheader("Queue")

@@ -405,6 +405,15 @@ def pick_run(label: str, runs: list) -> str:
     return st.session_state[key]
 
 
+def my_job(state_key: str, kind: str):
+    """The job this session started (its id under ``state_key``), or, in a new tab or after a
+    refresh, this identity's latest job of ``kind`` (a live one first); None if there is none."""
+    svc = service()
+    jid = st.session_state.get(state_key)
+    job = svc.queue.get(jid) if jid else None
+    return job or svc.current_job(st.session_state.get("sid", ""), kind)
+
+
 def heartbeat() -> None:
     """Polling fragments call this: a session whose page is open is never reaped as idle."""
     sid = st.session_state.get("sid")
