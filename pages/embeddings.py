@@ -115,7 +115,8 @@ def show_retest(res) -> None:
 def retest_panel():
     heartbeat()
     jid = st.session_state.get(job_key)
-    job = svc.queue.get(jid) if jid else None
+    job = svc.queue.get(jid) if jid else svc.retest_job(rid)  # after a refresh: the run's
+    jid = job.id if job is not None else jid
     if job is not None and not job.done:
         snap = job.snapshot()
         if snap["status"] == "queued":

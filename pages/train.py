@@ -90,4 +90,4 @@ st.subheader("Queue")
 queue_panel()
 
 with st.expander("Share these settings"):
-    st.code(f"{base_url()}/train?{share_query()}", language=None)
+    st.code(f"{base_url()}/train?{share_query(template=template)}", language=None)

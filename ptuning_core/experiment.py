@@ -1,5 +1,5 @@
-"""One experiment = evaluate the discrete template, train the continuous one, evaluate it, keep
-it. Shared by the CLI, the job queue and the app."""
+"""One experiment = train the continuous template, evaluate it and its discrete version on the
+same examples, keep it. Shared by the CLI, the job queue and the app."""
 from __future__ import annotations
 
 import threading
@@ -162,14 +162,15 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                    stop: Optional[threading.Event] = None, store: Optional[RunStore] = None,
                    run_id: Optional[str] = None, prepared: Optional[Prepared] = None,
                    keep_details: bool = False) -> dict:
-    """Evaluate the discrete template, train and evaluate the continuous one. The result is
-    stored when ``store`` and ``run_id`` are given; ``keep_details``: the returned result also
-    carries the per-example ``details`` (experiments pair them across variants)."""
+    """Train the continuous template, then evaluate the discrete one and the continuous one on
+    the same examples. Training comes first so that the loss curve starts within seconds of
+    the request (the discrete evaluation does not depend on training). The result is stored
+    when ``store`` and ``run_id`` are given; ``keep_details``: the returned result also carries
+    the per-example ``details`` (experiments pair them across variants)."""
     emit = callback or (lambda e: None)
     prep = prepared or prepare(spec)
     cfg = spec.train_cfg
     bb = get_backbone(spec.model, spec.device)
-    emit({"type": "phase", "phase": "discrete"})
     tpl, dsrc = prep.template, prep.discrete_source
     warnings = list(prep.warnings)
     result: dict = {"model": spec.model, "kind": bb.kind, "device": str(bb.device),
@@ -177,11 +178,17 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                     "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows)}
     dpm = PromptModel(bb, prep.discrete, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
-    dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
-                    progress=phase_progress(emit, "discrete"))
-    result["discrete"] = Score.of(dsrc, dres).to_dict()
-    emit({"type": "discrete", "accuracy": dres["accuracy"]})
-    details = {"discrete": dres}
+    details: dict = {}
+
+    def score_discrete() -> dict:
+        emit({"type": "phase", "phase": "discrete"})
+        dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
+                        progress=phase_progress(emit, "discrete"))
+        result["discrete"] = Score.of(dsrc, dres).to_dict()
+        emit({"type": "discrete", "accuracy": dres["accuracy"]})
+        details["discrete"] = dres
+        return dres
+
     tensors = {}
     result["continuous"] = None
     result["nearest_tokens"] = []
@@ -193,6 +200,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         fpm, tr = finetune(bb, prep.discrete, prep.verbalizer, prep.fields, prep.train_rows,
                            cfg, cfg.finetune, spec.label_field, emit, stop)
         status = "stopped" if tr.status == "stopped" else "finished"
+        dres = score_discrete()
         emit({"type": "phase", "phase": "evaluate"})
         cres = evaluate(fpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
                         progress=phase_progress(emit, "evaluate"))
@@ -233,6 +241,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         if store is not None and run_id is not None:
             store.log_steps(run_id, pending)
         status = "stopped" if tr.status == "stopped" else "finished"
+        dres = score_discrete()
         emit({"type": "phase", "phase": "evaluate"})
         # The method drops the encoder after training: the run is scored with the vectors it
         # stores (computed once, in full precision, outside autocast), so evaluating the stored
@@ -266,6 +275,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
             lt = pm.label_vectors.tensors()
             tensors[label_tokens.FILE] = lt
             result["label_tokens"] = label_summary(pm, lt)
+    if "discrete" not in details:  # a template without pseudo tokens: the discrete one only
+        score_discrete()
     result.setdefault("paired", None)
     result.setdefault("label_tokens", None)
     result["by_tag"] = tag_breakdown(prep.eval_rows, details)

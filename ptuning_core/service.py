@@ -800,7 +800,15 @@ class Service:
             results.put(job.id, res)
             results.put("run:" + run_id, res)
             return res
-        return self.submit_task(who, f"re-test {run['name']}", fn, str(bb.device), "retest")
+        job = self.submit_task(who, f"re-test {run['name']}", fn, str(bb.device), "retest")
+        results.put("job:" + run_id, job.id)
+        return job
+
+    def retest_job(self, run_id: str):
+        """The latest re-test job of a run (queued, running or done; None if it left memory):
+        what the Embeddings page shows again after a refresh or in another tab."""
+        jid = self._retests.get("job:" + run_id)
+        return self.queue.get(jid) if jid else None
 
     def retest_result(self, job_id: str):
         """The ``RetestResult`` of a finished re-test job (None while it runs, or if it failed)."""

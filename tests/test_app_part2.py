@@ -76,6 +76,31 @@ def test_embeddings_page_nearest_tokens_map_and_discretize(env):
     assert svc.store.get(rid)
 
 
+def test_embeddings_refresh_finds_the_queued_retest(env):
+    """A refresh (a new session) while the re-test waits or runs shows it again, with its
+    progress, instead of offering the button as if nothing were queued; then its result."""
+    import threading
+    svc, page = env
+    rid = finished_run(svc)
+    gate = threading.Event()
+    blocker = svc.submit_task("someone", "blocker", lambda job: gate.wait(60))
+    at = page("pages/embeddings.py")
+    next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
+    jid = at.session_state[f"retest-{rid}"]
+    again = page("pages/embeddings.py")  # the refresh: this session never clicked
+    assert f"retest-{rid}" not in again.session_state
+    assert any("Re-test waiting in the queue" in i.value for i in again.info), \
+        [i.value for i in again.info]
+    gate.set()
+    svc.queue.wait(blocker.id, 60)
+    svc.queue.wait(jid, 60)
+    end = time.time() + 30
+    while time.time() < end and svc.retest_result(jid) is None:
+        time.sleep(0.1)
+    again.run()
+    assert "nearest-word prompt" in [m.label for m in again.metric]
+
+
 def test_fewshot_sweep_stores_and_draws(env):
     svc, page = env
     at = page("pages/fewshot.py")

@@ -4,6 +4,7 @@ shared link and run a tiny few-shot sweep. Screenshots go to the test's temp dir
 $PTUNING_SCREENSHOTS if set, which is how the README's pictures are made)."""
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -144,6 +145,14 @@ def test_shared_link_and_small_sweep(server, browser, tmp_path):
     page.get_by_role("button", name="Run sweep").click()
     page.get_by_text("Download CSV").wait_for(timeout=900_000)
     page.locator(".js-plotly-plot").first.wait_for()
+    # one dataset picker (the sidebar's), the finished sweep drawn once, ticks at the k values
+    assert page.get_by_role("combobox", name=re.compile("data", re.I)).count() == 1
+    end = time.time() + 30
+    while page.locator(".js-plotly-plot").count() != 1 and time.time() < end:
+        page.wait_for_timeout(500)
+    assert page.locator(".js-plotly-plot").count() == 1
+    ticks = [t.strip() for t in page.locator(".js-plotly-plot .xtick text").all_text_contents()]
+    assert ticks == SIZES["ks"].split(","), ticks
     shot(page, tmp_path, "fewshot")
 
 

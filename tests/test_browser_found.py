@@ -3,7 +3,9 @@ Chromium on one `streamlit run` server (the default model): the upload that must
 Rename that keeps the picker on the renamed run (showing its new name); a broken Studio
 template that Train warns about; class board rows with the run name, n and the 95% interval; Compare on
 a template without pseudo tokens; Embeddings' "Only word-like tokens" toggle and trajectory
-slider. Streamlit shows an exception as ``data-testid="stException"``: none may appear."""
+slider; the Train page's links open their pages; the queue list stays true while runs start,
+queue and stop; Stop says "stopping…" at once; Template Studio's preview follows the template
+typed last. Streamlit shows an exception as ``data-testid="stException"``: none may appear."""
 import re
 import time
 
@@ -91,9 +93,8 @@ def student(server, browser):  # noqa: F811
     page.context.close()
 
 
-# ---- 1. Upload -> "Use this file": no widget error, the upload is the dataset --------------
-# (Not asserted here: that a reload keeps the upload. In a browser it failed in 2 of 3 runs on
-# 2 busy cores, even after the script run had ended; tests/test_app_classroom.py covers it.)
+# ---- 1. Upload -> "Use this file": no widget error, the upload is the dataset, a reload keeps
+# it (the click itself keeps the upload and the dataset it chose with the identity) -----------
 def test_upload_use_this_file(server, browser, tmp_path):  # noqa: F811
     page = open_page(browser, server)
     page.get_by_text("Upload CSV / TSV / JSONL").click()
@@ -106,6 +107,12 @@ def test_upload_use_this_file(server, browser, tmp_path):  # noqa: F811
     no_exception(page)
     assert "StreamlitWidgetAlreadyInstantiatedError" not in page.inner_text("body")
     shot(page, tmp_path, "found-upload")
+    page.reload(wait_until="networkidle")
+    data = page.get_by_role("combobox", name="Data", exact=True)
+    data.wait_for(timeout=T)
+    wait_until(lambda: data.input_value() == "upload:reviews.csv",
+               "a reload lost the upload", 60)
+    no_exception(page)
     page.context.close()
 
 
@@ -238,3 +245,111 @@ def test_embeddings_toggle_and_slider(server, student, home, tmp_path):
         ("0", str(len(steps) - 1))  # one position per stored snapshot
     assert slider.get_attribute("aria-valuetext") == str(steps[-1])
     shot(page, tmp_path, "found-embeddings")
+
+
+# ---- 7. The links the Train page prints open their pages -----------------------------------
+def test_train_page_links_open(server, student, tmp_path):
+    page, (first, second) = student
+    page.goto(f"{server}/train", wait_until="networkidle")
+    cap = page.get_by_text(re.compile(r"Run id \w+ · link: "))
+    cap.first.wait_for(timeout=T)
+    link = re.search(r"link: (\S+)", cap.first.inner_text()).group(1)
+    assert link.startswith(server + "/runs?run="), link
+    other = page.context.new_page()
+    other.goto(link, wait_until="networkidle")
+    picker = other.get_by_role("combobox", name="Open a run")
+    picker.wait_for(timeout=T)
+    rid = link.rsplit("=", 1)[1]
+    wait_until(lambda: rid in picker.input_value(), "the run link opened another run", 60)
+    no_exception(other)
+    page.get_by_text("Share these settings").click()
+    code = page.locator('[data-testid="stCode"]').filter(has_text="/train?").first
+    code.wait_for(timeout=T)
+    share = code.inner_text().strip()
+    assert share.startswith(server + "/train?") and "t=" in share, share
+    other.goto(re.sub(r"&steps=\d+", "", share) + "&steps=7", wait_until="networkidle")
+    steps = other.get_by_label("Steps", exact=True)
+    steps.wait_for(timeout=T)
+    wait_until(lambda: steps.input_value() == "7", "the shared link did not set the steps", 60)
+    other.get_by_text("[P*4] {sentence} It was [MASK]").first.wait_for(timeout=T)
+    no_exception(other)
+    other.close()
+
+
+def queue_table(page):
+    """{run name: state} of the Train page's queue table ({} when the queue is empty)."""
+    rows = {}
+    for tr in page.locator('[data-testid="stTable"] tbody tr').all():
+        cells = [c.strip() for c in tr.locator("td, th").all_inner_texts()]
+        if len(cells) >= 5:
+            rows[cells[1]] = cells[4]
+    return rows
+
+
+# ---- 8. Queue list, two runs, Stop says "stopping…" at once, no ETA after -----------------
+def test_queue_list_and_stop(server, browser, tmp_path):  # noqa: F811
+    page = open_page(browser, server)
+    page.get_by_role("link", name="Train").click()
+    page.get_by_label("Steps", exact=True).wait_for(timeout=T)
+    page.get_by_label("Steps", exact=True).fill("400")
+    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
+    page.get_by_label("Evaluate on at most N test examples").fill("10")
+    page.get_by_label("Run name (optional)").fill("long run")
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text(re.compile(r"step \d+/400")).first.wait_for(timeout=T)  # it trains
+    page.get_by_label("Steps", exact=True).fill("3")
+    page.get_by_label("Run name (optional)").fill("short run")
+    page.get_by_role("button", name="Train").click()
+    # both in the class queue: the long one running, the short one waiting behind it
+    wait_until(lambda: queue_table(page).get("long run") == "running"
+               and queue_table(page).get("short run") == "queued",
+               f"the queue list does not show both runs: {queue_table(page)}", 60)
+    page.get_by_role("button", name=re.compile(r"^Stop long run")).click()
+    page.get_by_text("stopping").first.wait_for(timeout=5_000)  # at once, not after a step
+    # the short run trains next; when both are done the list says so (nothing stale)
+    wait_until(lambda: "The queue is empty." in page.inner_text("body"),
+               f"the queue list went stale: {queue_table(page)}", 240)
+    no_exception(page)
+    page.goto(f"{server}/runs", wait_until="networkidle")
+    page.get_by_role("combobox", name="Open a run").wait_for(timeout=T)
+    wait_until(lambda: "long run" in grid_cells(page), "the stopped run was not kept", 60)
+    page.context.close()
+
+
+def test_stop_button_says_stopping_and_drops_the_eta(server, browser, tmp_path):  # noqa: F811
+    page = open_page(browser, server)
+    page.get_by_role("link", name="Train").click()
+    page.get_by_label("Steps", exact=True).wait_for(timeout=T)
+    page.get_by_label("Steps", exact=True).fill("400")
+    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
+    page.get_by_label("Evaluate on at most N test examples").fill("10")
+    page.get_by_role("button", name="Train").click()
+    # every phase says what it does: before the first step too
+    page.get_by_text(re.compile(r"preparing|evaluating the discrete prompt|step \d+/400"))\
+        .first.wait_for(timeout=T)
+    page.get_by_text(re.compile(r"step \d+/400")).first.wait_for(timeout=T)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("stopping…").first.wait_for(timeout=5_000)
+    page.get_by_text(re.compile(r"Status:\s*(stopped|finished)")).first.wait_for(timeout=T)
+    assert "ETA" not in page.inner_text("body")
+    no_exception(page)
+    shot(page, tmp_path, "found-stopped")
+    page.context.close()
+
+
+# ---- 9. Template Studio: the preview follows the template typed last ------------------------
+def test_studio_preview_follows_the_last_template(server, browser, tmp_path):  # noqa: F811
+    page = open_page(browser, server)
+    box = page.get_by_label("Template", exact=True)
+    box.wait_for(timeout=T)
+    page.locator(".token-strip").wait_for(timeout=T)
+    for tpl in ("{sentence} [P*2] In short, [MASK]", "{sentence} [P*3] Overall it was [MASK]"):
+        box.fill(tpl)
+        box.press("Enter")
+    want = "{sentence} Overall it was [MASK]"  # the discrete version of the last one
+    page.get_by_text(f"discrete template: {want}").first.wait_for(timeout=T)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=T)
+    assert page.locator('.token-strip span[title="pseudo token"]').count() == 3
+    assert "In short" not in page.locator(".token-strip").first.inner_text()
+    no_exception(page)
+    page.context.close()

@@ -101,6 +101,9 @@ def _snapshot() -> dict:
     """What this session holds now, as kept on the server (data contexts by name and file)."""
     ss = st.session_state
     out = {k: ss.get(k) for k in KEPT}
+    # a dataset a button chose on this run (the sidebar selects it on the next): kept now,
+    # with the upload that came with it, so a refresh straight after finds both
+    out["dataset"] = ss.get("_dataset_next") or out["dataset"]
     if out["template_input"]:
         ss["_last_input"] = out["template_input"]
     else:  # Template Studio is not on this page: what was typed there last

@@ -77,10 +77,13 @@ def restore_from_link() -> None:
                 st.session_state["_tpl_from_link"] = True
 
 
-def share_query() -> str:
+def share_query(**current) -> str:
+    """The query string of a link that opens these settings (``current``: what the page shows,
+    e.g. the template it uses when none was typed in this session, over the session's)."""
     from urllib.parse import urlencode
-    q = {short: st.session_state[key] for short, key in SHARE_KEYS.items()
-         if st.session_state.get(key) not in (None, "")}
+    values = {key: st.session_state.get(key) for key in SHARE_KEYS.values()} | current
+    q = {short: values[key] for short, key in SHARE_KEYS.items()
+         if values.get(key) not in (None, "")}
     return urlencode(q)
 
 

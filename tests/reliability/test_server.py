@@ -344,3 +344,16 @@ def test_same_settings_same_losses_from_the_cli_and_the_service_beside_another_r
     cli_losses = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"]["losses"]
     assert len(app_losses) == 8 and app_losses == cli_losses
     svc.queue.close()
+
+
+def test_streamlit_does_not_collect_garbage_after_every_script_run():
+    """The app's config turns off Streamlit's full gc.collect() after each script run: every
+    open page's live panels rerun each 1-2 s, and with a model loaded one full collection holds
+    the GIL for a third of a second, which starved the training thread (100 s steps with a few
+    pages open). Read with Streamlit's own config loader from the app's folder."""
+    code = ("import os; os.chdir(%r); from streamlit import config; "
+            "config.get_config_options(force_reparse=True); "
+            "print(config.get_option('runner.postScriptGC'))" % str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
