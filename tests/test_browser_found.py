@@ -66,14 +66,19 @@ def run_id_shown(page):
     return m.group(1) if m else None
 
 
-def train(page, name, before=None):
-    """Submit a small run from the Train page; wait until it finished; its id."""
+def submit(page, name="", steps="6"):
+    """Submit a small run (k=4, 10 test examples) from the Train page."""
     page.get_by_label("Steps", exact=True).wait_for(timeout=T)
-    page.get_by_label("Steps", exact=True).fill("6")
+    page.get_by_label("Steps", exact=True).fill(steps)
     page.get_by_label("k-shot (per class; 0 = all)").fill("4")
     page.get_by_label("Evaluate on at most N test examples").fill("10")
     page.get_by_label("Run name (optional)").fill(name)
     page.get_by_role("button", name="Train").click()
+
+
+def train(page, name, before=None):
+    """Submit a small run from the Train page; wait until it finished; its id."""
+    submit(page, name)
     wait_until(lambda: run_id_shown(page) not in (None, before), f"no run id for {name}", 120)
     rid = run_id_shown(page)
     page.get_by_text(re.compile(r"Status:\s*finished")).first.wait_for(timeout=300_000)
@@ -290,16 +295,9 @@ def queue_table(page):
 def test_queue_list_and_stop(server, browser, tmp_path):  # noqa: F811
     page = open_page(browser, server)
     page.get_by_role("link", name="Train").click()
-    page.get_by_label("Steps", exact=True).wait_for(timeout=T)
-    page.get_by_label("Steps", exact=True).fill("400")
-    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
-    page.get_by_label("Evaluate on at most N test examples").fill("10")
-    page.get_by_label("Run name (optional)").fill("long run")
-    page.get_by_role("button", name="Train").click()
+    submit(page, "long run", "400")
     page.get_by_text(re.compile(r"step \d+/400")).first.wait_for(timeout=T)  # it trains
-    page.get_by_label("Steps", exact=True).fill("3")
-    page.get_by_label("Run name (optional)").fill("short run")
-    page.get_by_role("button", name="Train").click()
+    submit(page, "short run", "3")
     # both in the class queue: the long one running, the short one waiting behind it
     wait_until(lambda: queue_table(page).get("long run") == "running"
                and queue_table(page).get("short run") == "queued",
@@ -319,11 +317,7 @@ def test_queue_list_and_stop(server, browser, tmp_path):  # noqa: F811
 def test_stop_button_says_stopping_and_drops_the_eta(server, browser, tmp_path):  # noqa: F811
     page = open_page(browser, server)
     page.get_by_role("link", name="Train").click()
-    page.get_by_label("Steps", exact=True).wait_for(timeout=T)
-    page.get_by_label("Steps", exact=True).fill("400")
-    page.get_by_label("k-shot (per class; 0 = all)").fill("4")
-    page.get_by_label("Evaluate on at most N test examples").fill("10")
-    page.get_by_role("button", name="Train").click()
+    submit(page, steps="400")
     # every phase says what it does: before the first step too
     page.get_by_text(re.compile(r"preparing|evaluating the discrete prompt|step \d+/400"))\
         .first.wait_for(timeout=T)
