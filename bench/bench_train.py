@@ -436,7 +436,7 @@ def main():
     do_bf16 = res["precision_auto"] == "bf16" or a.bf16
     if not do_bf16:
         res["bf16_skipped"] = "no native bf16 on this device (auto = fp32); --bf16 forces it"
-    if do_bf16:
+    else:
         f32, b16 = precision_step_ratio(bb, rows[:b8], gold[:b8], dev, TPL_START_DEFAULT,
                                         a.warmup, a.steps)
         f32f, b16f = precision_step_ratio(bb, rows[:b8], gold[:b8], dev, TPL_AFTER_DEFAULT,

@@ -162,11 +162,10 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                    stop: Optional[threading.Event] = None, store: Optional[RunStore] = None,
                    run_id: Optional[str] = None, prepared: Optional[Prepared] = None,
                    keep_details: bool = False) -> dict:
-    """Train the continuous template, then evaluate the discrete one and the continuous one on
-    the same examples. Training comes first so that the loss curve starts within seconds of
-    the request (the discrete evaluation does not depend on training). The result is stored
-    when ``store`` and ``run_id`` are given; ``keep_details``: the returned result also carries
-    the per-example ``details`` (experiments pair them across variants)."""
+    """Train the continuous template and evaluate it, then evaluate the discrete one on the same
+    examples and pair the two. The result is stored when ``store`` and ``run_id`` are given;
+    ``keep_details``: the returned result also carries the per-example ``details`` (experiments
+    pair them across variants)."""
     emit = callback or (lambda e: None)
     prep = prepared or prepare(spec)
     cfg = spec.train_cfg
@@ -179,16 +178,6 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     dpm = PromptModel(bb, prep.discrete, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
     details: dict = {}
-
-    def score_discrete() -> dict:
-        emit({"type": "phase", "phase": "discrete"})
-        dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
-                        progress=phase_progress(emit, "discrete"))
-        result["discrete"] = Score.of(dsrc, dres).to_dict()
-        emit({"type": "discrete", "accuracy": dres["accuracy"]})
-        details["discrete"] = dres
-        return dres
-
     tensors = {}
     result["continuous"] = None
     result["nearest_tokens"] = []
@@ -200,15 +189,12 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         fpm, tr = finetune(bb, prep.discrete, prep.verbalizer, prep.fields, prep.train_rows,
                            cfg, cfg.finetune, spec.label_field, emit, stop)
         status = "stopped" if tr.status == "stopped" else "finished"
-        dres = score_discrete()
         emit({"type": "phase", "phase": "evaluate"})
         cres = evaluate(fpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
                         progress=phase_progress(emit, "evaluate"))
         del fpm  # the trained copy goes; the shared backbone was never touched
         result["method"] = cfg.finetune
         result["continuous"] = Score.of(f"{dsrc} ({FINETUNED[cfg.finetune]})", cres).to_dict()
-        result["paired"] = paired_dict(pair_predictions(dres["predictions"],
-                                                        cres["predictions"]))
         result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
                            "seconds_per_step": round(tr.seconds_per_step, 4),
                            "losses": [round(x, 5) for x in tr.losses], "dev": [],
@@ -241,7 +227,6 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         if store is not None and run_id is not None:
             store.log_steps(run_id, pending)
         status = "stopped" if tr.status == "stopped" else "finished"
-        dres = score_discrete()
         emit({"type": "phase", "phase": "evaluate"})
         # The method drops the encoder after training: the run is scored with the vectors it
         # stores (computed once, in full precision, outside autocast), so evaluating the stored
@@ -252,8 +237,6 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
                         progress=phase_progress(emit, "evaluate"))
         near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
         result["continuous"] = Score.of(spec.template, cres).to_dict()
-        result["paired"] = paired_dict(pair_predictions(dres["predictions"],
-                                                        cres["predictions"]))
         result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
                            "seconds_per_step": round(tr.seconds_per_step, 4),
                            "losses": [round(x, 5) for x in tr.losses],
@@ -275,9 +258,17 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
             lt = pm.label_vectors.tensors()
             tensors[label_tokens.FILE] = lt
             result["label_tokens"] = label_summary(pm, lt)
-    if "discrete" not in details:  # a template without pseudo tokens: the discrete one only
-        score_discrete()
-    result.setdefault("paired", None)
+    # The discrete template is evaluated after training, on the same examples, so the loss
+    # curve starts within seconds of the request (this evaluation does not depend on training).
+    emit({"type": "phase", "phase": "discrete"})
+    dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
+                    progress=phase_progress(emit, "discrete"))
+    result["discrete"] = Score.of(dsrc, dres).to_dict()
+    emit({"type": "discrete", "accuracy": dres["accuracy"]})
+    details = {"discrete": dres, **details}  # discrete first, as every reader lists them
+    cont = details.get("continuous")
+    result["paired"] = paired_dict(pair_predictions(dres["predictions"], cont["predictions"])) \
+        if cont is not None else None
     result.setdefault("label_tokens", None)
     result["by_tag"] = tag_breakdown(prep.eval_rows, details)
     result["warnings"] = warnings
