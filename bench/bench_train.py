@@ -116,6 +116,44 @@ def our_step(pm, encs, gold, cfg_fast, dev, precision):
     return step
 
 
+def step_flops(step) -> int:
+    """FLOPs of one call of ``step`` (forward and backward), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return fc.get_total_flops()
+
+
+def matmul_rate(bb, tokens: int, reps: int = 5) -> float:
+    """fp32 FLOP/s of the model's own matrix shapes (hidden x hidden, hidden x MLP, MLP x
+    hidden) at ``tokens`` rows, on this CPU now: the arithmetic limit a step is held to."""
+    cfg = bb.model.config
+    h = bb.hidden_size
+    m = getattr(cfg, "intermediate_size", None) or 4 * h
+    x, xm = torch.randn(tokens, h), torch.randn(tokens, m)
+    ws = [(x, torch.randn(h, h)), (x, torch.randn(h, m)), (xm, torch.randn(m, h))]
+    for a_, w in ws:
+        a_ @ w
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for a_, w in ws:
+            a_ @ w
+        best = min(best, time.perf_counter() - t)
+    flops = sum(2 * a_.shape[0] * a_.shape[1] * w.shape[1] for a_, w in ws)
+    return flops / best
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def peft_step(bb, rows, gold, dev, amp):
     from peft import PromptEncoderConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -237,38 +275,94 @@ def accuracy_by_precision(seeds: list, max_eval: int) -> dict:
 
 
 # ---- a classroom run as the user waits for it -----------------------------------------------
-def classroom_runs(templates: dict, max_eval: int) -> dict:
-    """Request submitted to the Service -> run finished (60 steps, k=16, batch 8, discrete and
-    continuous evaluated on ``max_eval`` examples, precision auto), the model already loaded;
-    and the time to the first loss point. One short run first warms everything up."""
-    import tempfile
-    from ptuning_core.experiment import RunSpec
+# The default run before issue 21/22 (template and TrainConfig as they were), kept runnable so
+# that classroom_speedup compares against it in the same bench run.
+OLD_DEFAULT = {"template": TPL_START_DEFAULT, "steps": 60, "lr": 3e-3, "batch_size": 8}
+
+
+def _cold(svc_root: Path):
+    """Caches cold: a fresh store (no cached discrete baseline), no shared prefixes."""
+    from ptuning_core.kvcache import SHARED
     from ptuning_core.service import Service
     from ptuning_core.store import RunStore
-    info = D.dataset_info("sentiment")
-    svc = Service(store=RunStore(Path(tempfile.mkdtemp(prefix="bench-store-"))))
+    SHARED.clear()
+    return Service(store=RunStore(svc_root))
 
-    def one(tpl, steps, n_eval):
-        spec = RunSpec(template=tpl, train="sentiment:train", eval="sentiment:test",
-                       verbalizer=info["verbalizer"], shots=16, max_eval=n_eval, device="cpu",
-                       train_cfg=TrainConfig(steps=steps or TrainConfig().steps,
-                                             precision="auto"))
+
+def _spec(tpl, n_eval, **cfg):
+    from ptuning_core.experiment import RunSpec
+    info = D.dataset_info("sentiment")
+    return RunSpec(template=tpl, train="sentiment:train", eval="sentiment:test",
+                   verbalizer=info["verbalizer"], shots=16, max_eval=n_eval, device="cpu",
+                   train_cfg=TrainConfig(**cfg))
+
+
+def _wait(jobs: list, t0: float) -> list:
+    """(finished after, first loss after) per job, seconds from ``t0``, polled every 20 ms."""
+    first, end = [None] * len(jobs), [None] * len(jobs)
+    while not all(e is not None for e in end):
+        now = time.perf_counter() - t0
+        for i, j in enumerate(jobs):
+            if first[i] is None and j.progress.get("step"):
+                first[i] = round(now, 2)
+            if end[i] is None and j.done:
+                end[i] = round(now, 2)
+                if j.status != "finished":
+                    raise RuntimeError(f"classroom run {j.status}: {j.error}")
+        time.sleep(0.02)
+    return list(zip(end, first))
+
+
+def classroom_runs(max_eval: int, profile: bool) -> dict:
+    """Request submitted to the Service -> run finished (k=16, discrete and continuous evaluated
+    on ``max_eval`` sentiment test examples), the model already loaded, as a student waits:
+    * ``old``: the default before issues 21/22 (``OLD_DEFAULT``), caches cold;
+    * ``new``: today's default (the manifest's template, ``TrainConfig()``), caches cold;
+    * ``second``: a second student, same settings (the discrete baseline and the examples'
+      prefixes are shared);
+    * ``after``: the old settings with the pseudo tokens after the input, caches cold;
+    * ``class_of_5``: five students submitting the default run at once, caches cold.
+    With ``profile`` the old and new runs' time is split by section (profiling.py)."""
+    import tempfile
+    from ptuning_core import profiling
+    info = D.dataset_info("sentiment")
+    new_tpl = info["ptuning_templates"]["causal"]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    out, prof = {}, {}
+
+    def one(svc, who, spec, key=None):
+        if key and profile:
+            profiling.start()
         t0 = time.perf_counter()
-        job = svc.submit_run("bench", spec)
-        first = None
-        while not job.done:
-            if first is None and job.progress.get("step"):
-                first = time.perf_counter() - t0
-            time.sleep(0.005)
-        if job.status != "finished":
-            raise RuntimeError(f"classroom run {job.status}: {job.error}")
-        return time.perf_counter() - t0, first
-    one(templates["start"], 2, 8)  # warm-up: the bf16 copy, the data, the tokenizer
-    out = {}
-    for key, tpl in templates.items():
-        total, first = one(tpl, 0, max_eval)
-        out[key] = (round(total, 2), round(first, 2) if first is not None else None)
+        job = svc.submit_run(who, spec)
+        (total, first), = _wait([job], t0)
+        if key and profile:
+            prof[key] = profiling.stop()
+            prof[key]["total"] = {"seconds": total, "calls": 1}
+        return total, first
+
+    svc = _cold(tmp / "warm")
+    one(svc, "warm", _spec(new_tpl, 8, steps=2))  # warm-up: data, tokenizer, threads
     svc.queue.close()
+    old = {k: v for k, v in OLD_DEFAULT.items() if k != "template"}
+    svc = _cold(tmp / "old")
+    out["old"] = one(svc, "s1", _spec(OLD_DEFAULT["template"], max_eval, **old), "old")
+    svc.queue.close()
+    svc = _cold(tmp / "after")
+    out["after"] = one(svc, "s1", _spec(TPL_AFTER_DEFAULT, max_eval, **old))
+    svc.queue.close()
+    svc = _cold(tmp / "new")
+    out["new"] = one(svc, "s1", _spec(new_tpl, max_eval), "new")
+    out["second"] = one(svc, "s2", _spec(new_tpl, max_eval), "second")
+    svc.queue.close()
+    svc = _cold(tmp / "five")
+    t0 = time.perf_counter()
+    jobs = [svc.submit_run(f"student{i}", _spec(new_tpl, max_eval)) for i in range(5)]
+    got = _wait(jobs, t0)
+    out["class_of_5"] = (max(e for e, _ in got), [f for _, f in got])
+    svc.queue.close()
+    out["template_new"] = new_tpl
+    out["profile"] = prof
     return out
 
 
@@ -373,12 +467,16 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="measure bf16 also where it is not native (slow: emulated)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="split the classroom runs' time by section (load, cache build, step "
+                         "forward / backward / optimizer, evaluations, store writes)")
+    ap.add_argument("--skip-cobatch", action="store_true")
     a = ap.parse_args()
     torch.manual_seed(0)
     res = {"device": None, "model": a.model, "batch": a.batch, "pseudo_tokens": N_PSEUDO,
            "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or
            platform.machine(), "cores": os.cpu_count(), "quick": a.quick,
-           "cpu_bf16": cpu_has_bf16()}
+           "cpu_bf16": cpu_has_bf16(), "cpu_model": cpu_model()}
     if not a.quick and not a.skip_load and a.model == "default":
         from ptuning_core.backbone import _load_gguf, default_gguf_path
         t = time.perf_counter()
@@ -411,9 +509,15 @@ def main():
         encs = pm.encode(data)
         lens.append(statistics.mean(len(e.ids) for e in encs))
         use_fast = fast and pm.fast_path_possible(encs)
-        out[name] = median_step(our_step(pm, encs, gold, use_fast, dev, table_prec), dev,
-                                a.warmup, a.steps)
+        step = our_step(pm, encs, gold, use_fast, dev, table_prec)
+        out[name] = median_step(step, dev, a.warmup, a.steps)
         out[name + "_path"] = "fast" if use_fast else "plain"
+        if name in ("plain_start", "fast") and dev.type == "cpu":
+            fl = step_flops(step)
+            rate = matmul_rate(bb, sum(len(e.ids) for e in encs))
+            res.setdefault("step_flops_g", {})[name] = round(fl / 1e9, 1)
+            res.setdefault("matmul_gflops", {})[name] = round(rate / 1e9, 1)
+            res.setdefault("step_efficiency", {})[name] = round(fl / rate / out[name], 3)
     if not a.quick:
         step, n_peft = peft_step(bb, rows, gold, dev, table_prec == "bf16")
         out["peft"] = median_step(step, dev, a.warmup, a.steps)
@@ -480,17 +584,26 @@ def main():
         res["eval_speedup"] = round(naive_s / ours_s, 2)
         res["eval_accuracy"]["hf_all_logits_per_example"] = acc_naive
     # ---- co-batching ----
-    ns = [int(x) for x in a.cobatch.split(",") if x.strip()]
-    cb = cobatch_speedup(bb, ns, a.cobatch_steps, "auto")
-    res["cobatch"] = cb
-    res["cobatch_speedup"] = {n: v["speedup"] for n, v in cb.items()}
-    res["cobatch_max_loss_diff"] = float(f"{cobatch_loss_diff(bb):.2e}")
+    if not a.skip_cobatch:
+        ns = [int(x) for x in a.cobatch.split(",") if x.strip()]
+        cb = cobatch_speedup(bb, ns, a.cobatch_steps, "auto")
+        res["cobatch"] = cb
+        res["cobatch_speedup"] = {n: v["speedup"] for n, v in cb.items()}
+        res["cobatch_max_loss_diff"] = float(f"{cobatch_loss_diff(bb):.2e}")
     # ---- a classroom run end to end (the headline) ----
     if a.model == "default":
-        cr = classroom_runs({"start": TPL_START_DEFAULT, "after": TPL_AFTER_DEFAULT}, a.eval_n)
-        res["classroom_run_s"], res["first_loss_s"] = cr["start"]
-        res["classroom_run_start_s"] = res["classroom_run_s"]  # the default starts with [P*4]
+        cr = classroom_runs(a.eval_n, a.profile)
+        res["classroom_template"] = cr["template_new"]
+        res["classroom_run_s"], res["first_loss_s"] = cr["new"]
+        res["classroom_run_second_s"] = cr["second"][0]
+        res["classroom_run_old_default_s"], res["first_loss_old_default_s"] = cr["old"]
+        res["classroom_speedup"] = round(cr["old"][0] / cr["new"][0], 2)
+        res["classroom_run_start_s"] = cr["old"][0]  # the old default starts with [P*4]
         res["classroom_run_after_s"], res["first_loss_after_s"] = cr["after"]
+        res["class_of_5_s"], res["class_of_5_first_loss_s"] = cr["class_of_5"]
+        res["class_of_5_over_one"] = round(cr["class_of_5"][0] / cr["new"][0], 2)
+        if a.profile:
+            res["profile"] = cr["profile"]
         # ---- accuracy, bf16 vs fp32 ----
         if do_bf16:
             seeds = [13, 21, 42, 87, 100, 7, 3][:a.seeds]
@@ -529,12 +642,21 @@ def main():
     e = res["eval_examples_per_s"]
     print(f"eval ex/s: HF all-logits batched {e['hf_all_logits_batched']}, ours fp32 "
           f"{e['ours_fp32']} ({res['eval_speedup_batched']}x), auto {e['ours_auto']}")
-    print(f"co-batching, aggregate speed-up over one after another: {res['cobatch_speedup']}; "
-          f"max loss difference (fp32) {res['cobatch_max_loss_diff']}")
+    if "cobatch_speedup" in res:
+        print(f"co-batching, aggregate speed-up over one after another: "
+              f"{res['cobatch_speedup']}; max loss difference (fp32) "
+              f"{res['cobatch_max_loss_diff']}")
     if "classroom_run_s" in res:
-        print(f"classroom run (auto precision): default template {res['classroom_run_s']} s "
-              f"(first loss {res['first_loss_s']} s), P after input "
-              f"{res['classroom_run_after_s']} s")
+        print(f"classroom run: default before issue 21 {res['classroom_run_old_default_s']} s, "
+              f"default now ({res['classroom_template']}) {res['classroom_run_s']} s "
+              f"(first loss {res['first_loss_s']} s): {res['classroom_speedup']}x; a second "
+              f"student {res['classroom_run_second_s']} s; old settings with P after the input "
+              f"{res['classroom_run_after_s']} s; class of 5 at once {res['class_of_5_s']} s "
+              f"(first losses {res['class_of_5_first_loss_s']})")
+        for key, sec in (res.get("profile") or {}).items():
+            print(f"profile, {key} run:")
+            for name, v in sorted(sec.items(), key=lambda x: -x[1]["seconds"]):
+                print(f"  {name:24s} {v['seconds']:8.2f} s  {v['calls']:5d} calls")
         if do_bf16:
             print(f"bf16 - fp32 accuracy over {res['bf16_accuracy_seeds']} seeds: "
                   f"{res['bf16_accuracy_delta']}")

@@ -94,9 +94,15 @@ with template_box:
                 cols[i % len(cols)].button(f"{icon}{w.word}", key=f"w{i}-{w.word}-{w.role}",
                                            help=f"now: {w.role}", on_click=_set,
                                            args=(w.source,))
-        c1, c2, _ = st.columns([1, 1, 3])
-        c1.button("Make continuous", on_click=_set, args=(view.continuous_source,))
-        c2.button("Make discrete", on_click=_set, args=(view.discrete_source,))
+        c1, c2, c3, c4 = st.columns(4)
+        c1.button("Start from my words", on_click=_set, args=(view.words_source,),
+                  help=f"`{view.words_source}`: each prompt word becomes a pseudo token that "
+                       "starts at that word (fields, anchors and [MASK] stay)")
+        c2.button("Start from random", on_click=_set, args=(view.random_source,),
+                  help=f"`{view.random_source}`: the same pseudo positions, random start")
+        c3.button("Make continuous", on_click=_set, args=(view.continuous_source,),
+                  help="every plain word of this template becomes [P:word]")
+        c4.button("Make discrete", on_click=_set, args=(view.discrete_source,))
 
 # ---- verbalizer -----------------------------------------------------------------------------
 with verb_box:

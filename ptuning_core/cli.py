@@ -201,7 +201,7 @@ def cmd_run(a) -> int:
 def _print_scores(res: dict) -> None:
     """The text form of a result: both prompts with their intervals, the paired verdict, the
     nearest tokens (runs) and accuracy per tag."""
-    from .stats import fmt_acc, result_verdict
+    from .stats import fmt_acc, result_verdict, seed_note
     d, c = res["discrete"], res["continuous"]
     print(f"model {res['model']} ({res['kind']}, {res['device']})")
     print(f"discrete   {fmt_acc(d['accuracy'], d['ci95'])}  n={d['n']}  {d['template']}")
@@ -209,6 +209,8 @@ def _print_scores(res: dict) -> None:
         print(f"continuous {fmt_acc(c['accuracy'], c['ci95'])}  n={c['n']}  {c['template']}")
         if result_verdict(res):
             print(result_verdict(res))
+        if res.get("train") and res.get("seed") is not None:
+            print(seed_note(res, res["seed"]))
         for i, row in enumerate(res.get("nearest_tokens") or []):
             print(f"  P{i}: " + ", ".join(f"{t['token']!r} {t['cosine']:.2f}" for t in row))
         lt = res.get("label_tokens")

@@ -38,20 +38,31 @@ class Score:
 
 
 def predict_scores(pm: PromptModel, encs: list, batch_size: int = 32,
-                   precision: Optional[str] = None, progress=None):
+                   precision: Optional[str] = None, progress=None, reuse: bool = True):
     """Scores for each encoding, batched by length (sorted) under inference mode.
     ``precision``: fp32 | bf16 | auto (None: the model's current one).
+    ``reuse``: on a causal LM, each example's own text (the tokens before any prompt token) runs
+    through the frozen LM once per process (``kvcache.SHARED``): the discrete and the continuous
+    evaluation, and every student's run on the same examples, share its keys/values.
     ``progress(done, total)`` is called after each batch."""
     if precision is not None:
         pm.set_precision(precision)
     if pm.device.type == "cuda":
         batch_size = max(batch_size, 128)  # a GPU wants bigger batches; memory is no concern here
+    split = pm.frozen_prefix_lengths(encs) if reuse else None
     order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
     out = [None] * len(encs)
     with torch.inference_mode(), pm.autocast():
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
-            sc, _ = pm.scores(pm.collate([encs[i] for i in idx]))
+            part = [encs[i] for i in idx]
+            if split is None:
+                sc, _ = pm.scores(pm.collate(part))
+            else:
+                ns = [split[i] for i in idx]
+                pc = pm.build_prefix_cache(part, lengths=ns)
+                sc, _ = pm.fast_scores(part, pc, torch.arange(len(part), device=pm.device),
+                                       split=ns)
             sc = sc.float().cpu()
             for j, i in enumerate(idx):
                 out[i] = sc[j]
@@ -73,7 +84,46 @@ def macro_f1(gold: list, pred: list, n_classes: int) -> float:
 
 
 def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_size: int = 32,
-             text_fields=None, precision: Optional[str] = None, progress=None) -> dict:
+             text_fields=None, precision: Optional[str] = None, progress=None,
+             reuse: bool = True) -> dict:
+    """Accuracy (precision@1 in open-vocabulary mode) with its interval, macro-F1, the
+    confusion matrix and per-example predictions.
+
+    ``reuse`` (default): work that does not depend on a prompt is done once. A template with no
+    pseudo token (the discrete baseline) is looked up in, and stored to, the run store's
+    ``evalcache`` (the same model, template, verbalizer, data and precision give the same
+    result); the examples' own text goes through the frozen LM once per process. Pass False for
+    a model whose weights are not the shared backbone's (a fine-tuned copy)."""
+    key = None
+    if reuse and _is_discrete(pm):
+        from . import evalcache
+        if precision is not None:
+            pm.set_precision(precision)
+        tf = text_fields or pm.layout.template.fields
+        key = evalcache.EvalCache.key(
+            model=evalcache.model_fingerprint(pm.backbone), template=pm.layout.template.source,
+            verbalizer=pm.verbalizer.to_dict() if pm.verbalizer is not None else None,
+            data=evalcache.data_hash(examples, label_field, tf), precision=pm.precision)
+        hit = evalcache.current().get(key)
+        if hit is not None:
+            if progress is not None:
+                progress(len(examples), len(examples))
+            return hit
+    res = _evaluate(pm, examples, label_field, batch_size, text_fields, precision, progress,
+                    reuse)
+    if key is not None:
+        from . import evalcache
+        evalcache.current().put(key, res)
+    return res
+
+
+def _is_discrete(pm: PromptModel) -> bool:
+    return (pm.encoder is None and pm.label_vectors is None
+            and pm.prompt_embeddings() is None)
+
+
+def _evaluate(pm, examples, label_field, batch_size, text_fields, precision, progress,
+              reuse) -> dict:
     labels = [str(ex[label_field]) for ex in examples]
     gold = pm.gold_ids(labels)
     tok = pm.backbone.tokenizer
@@ -81,7 +131,7 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
     keep = [i for i, g in enumerate(gold) if g >= 0]
     skipped = len(examples) - len(keep)
     encs = pm.encode([examples[i] for i in keep])
-    scores = predict_scores(pm, encs, batch_size, precision, progress)
+    scores = predict_scores(pm, encs, batch_size, precision, progress, reuse)
     preds = []
     if pm.cverb is not None:
         classes = pm.cverb.classes

@@ -12,6 +12,7 @@ from . import label_tokens
 from .access import PermissionDenied
 from .evaluate import Score, evaluate, phase_progress
 from .model import PromptModel
+from .profiling import section
 from .projections import discretize, drift, nearest_tokens
 from .registry import get_backbone
 from .stats import by_tag, pair_predictions, paired_dict
@@ -167,14 +168,17 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     ``keep_details``: the returned result also carries the per-example ``details`` (experiments
     pair them across variants)."""
     emit = callback or (lambda e: None)
-    prep = prepared or prepare(spec)
+    with section("prepare"):
+        prep = prepared or prepare(spec)
     cfg = spec.train_cfg
-    bb = get_backbone(spec.model, spec.device)
+    with section("load model"):
+        bb = get_backbone(spec.model, spec.device)
     tpl, dsrc = prep.template, prep.discrete_source
     warnings = list(prep.warnings)
     result: dict = {"model": spec.model, "kind": bb.kind, "device": str(bb.device),
                     "label_space": "classes" if prep.verbalizer else "vocab",
-                    "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows)}
+                    "n_train": len(prep.train_rows), "n_dev": len(prep.dev_rows),
+                    "seed": cfg.seed}
     dpm = PromptModel(bb, prep.discrete, prep.verbalizer, "none", cfg.seed, prep.fields)
     warnings += dpm.warnings
     details: dict = {}
@@ -191,7 +195,7 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         status = "stopped" if tr.status == "stopped" else "finished"
         emit({"type": "phase", "phase": "evaluate"})
         cres = evaluate(fpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
-                        progress=phase_progress(emit, "evaluate"))
+                        progress=phase_progress(emit, "evaluate"), reuse=False)
         del fpm  # the trained copy goes; the shared backbone was never touched
         result["method"] = cfg.finetune
         result["continuous"] = Score.of(f"{dsrc} ({FINETUNED[cfg.finetune]})", cres).to_dict()
@@ -216,7 +220,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
             if store is not None and run_id is not None and e["type"] in ("step", "eval"):
                 pending.append((e["step"], e.get("loss"), e.get("dev_accuracy")))
                 if time.monotonic() - last_flush[0] > 1.0 or e["type"] == "eval":
-                    store.log_steps(run_id, pending[:])
+                    with section("store writes"):
+                        store.log_steps(run_id, pending[:])
                     pending.clear()
                     last_flush[0] = time.monotonic()
             emit(e)
@@ -233,9 +238,11 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         # prompt later (learned.evaluate_prompt) gives exactly the reported numbers on any device.
         emb = pm.prompt_embeddings().detach().float().cpu()
         pm.set_fixed_prompt(emb)
-        cres = evaluate(pm, prep.eval_rows, spec.label_field, precision=cfg.precision,
-                        progress=phase_progress(emit, "evaluate"))
-        near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
+        with section("continuous evaluation"):
+            cres = evaluate(pm, prep.eval_rows, spec.label_field, precision=cfg.precision,
+                            progress=phase_progress(emit, "evaluate"))
+        with section("nearest tokens"):
+            near = nearest_tokens(emb, bb.embeddings, bb.tokenizer, k=5)
         result["continuous"] = Score.of(spec.template, cres).to_dict()
         result["train"] = {"steps": tr.steps, "seconds": round(tr.seconds, 3),
                            "seconds_per_step": round(tr.seconds_per_step, 4),
@@ -261,8 +268,9 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
     # The discrete template is evaluated after training, on the same examples, so the loss
     # curve starts within seconds of the request (this evaluation does not depend on training).
     emit({"type": "phase", "phase": "discrete"})
-    dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
-                    progress=phase_progress(emit, "discrete"))
+    with section("discrete evaluation"):
+        dres = evaluate(dpm, prep.eval_rows, spec.label_field, precision=cfg.precision,
+                        progress=phase_progress(emit, "discrete"))
     result["discrete"] = Score.of(dsrc, dres).to_dict()
     emit({"type": "discrete", "accuracy": dres["accuracy"]})
     details = {"discrete": dres, **details}  # discrete first, as every reader lists them
@@ -277,7 +285,8 @@ def run_experiment(spec: RunSpec, callback: Optional[Callable[[dict], None]] = N
         result["run_dir"] = str(store.run_dir(run_id))
         full = dict(result, details={k: {kk: vv for kk, vv in v.items()} for k, v in
                                      details.items()})
-        store.finish(run_id, status, full, tensors)
+        with section("store writes"):
+            store.finish(run_id, status, full, tensors)
     if keep_details:
         result["details"] = details
     return result

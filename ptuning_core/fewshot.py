@@ -126,7 +126,7 @@ class SweepContext:
                               snapshot_every=0, precision=spec.precision)
             fpm, _ = finetune(bb, to_discrete(self.tpl), self.verb, self.fields, tr, cfg,
                               FINETUNE_METHODS[m], lf, stop=stop)
-            res = evaluate(fpm, test, lf)
+            res = evaluate(fpm, test, lf, reuse=False)  # a trained copy: nothing shared
             del fpm  # the trained copy; the shared backbone was never touched
         else:
             enc = "none" if m == "prompt-tuning" else "lstm"

@@ -11,6 +11,8 @@ Only the label slot goes through the LM head (plus the auxiliary-loss positions 
 from __future__ import annotations
 
 import inspect
+import itertools
+import weakref
 from typing import Optional
 
 import torch
@@ -22,11 +24,25 @@ from .batching import Batch, collate
 from .encoder import PromptEncoder, initial_embeddings
 from .encoding import Encoded, compile_layout, encode
 from . import label_tokens as LT
-from .kvcache import (PrefixCache, build_prefix_cache, cache_kwarg, cache_layers, new_cache,
-                      out_cache, prefix_bytes)
+from .kvcache import (SHARED, PrefixCache, build_prefix_cache, cache_kwarg, cache_layers,
+                      new_cache, out_cache, prefix_bytes)
 from .precision import autocast, lowp_model, no_autocast, resolve_precision
 from .targets import gold_ids
 from .verbalizer import CompiledVerbalizer, Verbalizer
+
+FROZEN_ROLES = ("special", "field")  # an example's own text: the same under every prompt
+_SCOPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model object -> token
+
+
+def _scope_token(model) -> int:
+    """A token per model object (a fine-tuned deep copy is another object: another token)."""
+    tok = _SCOPES.get(model)
+    if tok is None:
+        tok = _SCOPES[model] = next(_TOKENS)
+    return tok
+
+
+_TOKENS = itertools.count(1)
 
 def masked_lm_head(model):
     """The MLM head as a callable on hidden states (so only chosen positions are projected)."""
@@ -305,19 +321,48 @@ class PromptModel(nn.Module):
     def prefix_bytes(self, encs) -> int:
         return prefix_bytes(self.backbone, encs)
 
+    def prefix_scope(self) -> tuple:
+        """What a prefix's keys/values depend on besides its tokens: the model object and the
+        precision of its forward."""
+        return (_scope_token(self._body), self.precision)
+
     @torch.no_grad()
-    def build_prefix_cache(self, encs, chunk: int = 64) -> PrefixCache:
-        return build_prefix_cache(
-            lambda emb, mask, pos: self._run_body(emb, mask, pos, use_cache=True)[1],
-            self.backbone, encs, self.device, chunk)
+    def build_prefix_cache(self, encs, chunk: int = 64, lengths: Optional[list] = None,
+                           shared: bool = True) -> PrefixCache:
+        """The frozen prefixes of ``encs`` (before the first pseudo token, or the first
+        ``lengths[i]`` tokens); ``shared``: from / into the process's ``kvcache.SHARED``."""
+        ns = lengths if lengths is not None else [e.first_pseudo for e in encs]
+        body = lambda emb, mask, pos: self._run_body(emb, mask, pos, use_cache=True)[1]  # noqa
+        if shared:
+            return SHARED.cache_for(body, self.backbone, self.prefix_scope(),
+                                    [e.ids[:n] for e, n in zip(encs, ns)], self.device, chunk)
+        return build_prefix_cache(body, self.backbone, encs, self.device, chunk, ns)
+
+    def frozen_prefix_lengths(self, encs) -> Optional[list]:
+        """Per example, how many leading tokens are its own text (special tokens and fields,
+        before any prompt token), whose keys/values every prompt shares; None where there is
+        nothing to share (a masked LM, a template that starts with prompt tokens)."""
+        if self.kind != "causal":
+            return None
+        out = []
+        for e in encs:
+            n = 0
+            while n < len(e.roles) and e.roles[n] in FROZEN_ROLES and e.pseudo_idx[n] < 0:
+                n += 1
+            n = min(n, e.label_pos)  # the label slot's own position runs with the rest
+            if n < 1 or not any(r == "field" for r in e.roles[:n]):
+                return None
+            out.append(n)
+        return out
 
     def fast_scores(self, encs: list, prefix: PrefixCache, rows: torch.Tensor,
-                    aux: bool = False):
-        """Fast path for the examples ``encs`` whose prefixes are rows ``rows`` of ``prefix``."""
+                    aux: bool = False, split: Optional[list] = None):
+        """Fast path for the examples ``encs`` whose prefixes are rows ``rows`` of ``prefix``
+        (each example's tokens before its first pseudo token, or its first ``split[i]``)."""
         layers, pmask, plen = prefix.rows(rows)
-        rem = [Encoded(e.ids[e.first_pseudo:], e.roles[e.first_pseudo:],
-                       e.pseudo_idx[e.first_pseudo:], e.label_pos - e.first_pseudo)
-               for e in encs]
+        ns = split if split is not None else [e.first_pseudo for e in encs]
+        rem = [Encoded(e.ids[n:], e.roles[n:], e.pseudo_idx[n:], e.label_pos - n)
+               for e, n in zip(encs, ns)]
         b = self.collate(rem)
         pos = plen.unsqueeze(1) + b.position_ids
         mask = torch.cat([pmask, b.attention_mask], 1)

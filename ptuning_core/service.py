@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import uploads
+from . import evalcache, uploads
 from .access import PermissionDenied, may_manage, require_manage
 from .backbone import DEFAULT_MODEL, ModelLoadError
 from .classroom import Classroom
@@ -121,6 +121,7 @@ class Service:
                  classroom: Optional[Classroom] = None):
         self.settings = settings or Settings.from_env()
         self.store = store or RunStore()
+        evalcache.use(self.store.root / "evalcache")  # discrete baselines, shared by the class
         self.classroom = classroom or Classroom(self.settings.teacher_code)
         self.queue = JobQueue(self.settings.max_queued, self.settings.max_queued_total,
                               self.settings.idle_timeout)

@@ -89,6 +89,15 @@ def result_verdict(result: dict) -> Optional[str]:
     return verdict("the discrete prompt", d["accuracy"], "the continuous prompt", c["accuracy"], p)
 
 
+def seed_note(result: dict, seed) -> Optional[str]:
+    """For a run trained with one seed: that seeds vary, and where to see by how much."""
+    if not result.get("continuous") or not result.get("discrete") or seed is None:
+        return None
+    return (f"This is one seed ({seed}). Another seed samples other training examples and starts "
+            f"the prompt elsewhere, and can land several points away: run the same settings "
+            f"over 5 seeds (Few-shot page, or `ptuning fewshot`) to see the spread.")
+
+
 def fmt_pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 

@@ -295,6 +295,20 @@ def to_continuous(t: Union[str, Template]) -> str:
     return render(segs)
 
 
+def from_words(t: Union[str, Template]) -> str:
+    """The derived continuous template: the discrete version's prompt words become pseudo
+    tokens that start at those words (``[P:word]``); fields, anchors and [MASK] stay. The
+    method's own suggestion for a start that is not random (issue 22)."""
+    return to_continuous(to_discrete(t))
+
+
+def to_random(t: Union[str, Template]) -> str:
+    """The same pseudo positions started at random: each ``[P:word]`` becomes ``[P]``."""
+    tpl = _as_template(t)
+    return render([Pseudo(1 if s.init is not None else s.count) if isinstance(s, Pseudo) else s
+                   for s in tpl.segments])
+
+
 def to_discrete(t: Union[str, Template]) -> str:
     """Turn [P:word] back into word and drop bare [P] / [P*n] (and the space they leave)."""
     tpl = _as_template(t)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .evaluate import evaluate, phase_progress
 from .model import PromptModel
 from .precision import PRECISIONS
+from .profiling import section
 
 LIMITS = {"steps": (1, 100000), "lr": (1e-6, 1.0), "batch_size": (1, 512),
           "aux_weight": (0.0, 10.0), "eval_every": (0, 100000), "patience": (0, 1000),
@@ -133,7 +134,7 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
     prefix, path = None, "plain"
     if cfg.fast and pm.fast_path_possible(encs):
         if pm.prefix_bytes(encs) <= cfg.prefix_cache_mb * 2 ** 20:
-            with pm.autocast():
+            with pm.autocast(), section("cache build"):
                 prefix, path = pm.build_prefix_cache(encs), "fast"
         else:
             path = "fast-recompute"
@@ -164,11 +165,11 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
         rows = order[cursor:cursor + bs]
         cursor += bs
         benc = [encs[int(i)] for i in rows]
-        with pm.autocast():
+        with pm.autocast(), section("step forward"):
             if path == "plain":
                 sc, aux = pm.scores(pm.collate(benc), aux_gen)
             else:
-                pc = prefix if prefix is not None else pm.build_prefix_cache(benc)
+                pc = prefix if prefix is not None else pm.build_prefix_cache(benc, shared=False)
                 r = rows.to(pm.device) if prefix is not None else torch.arange(len(benc),
                                                                                  device=pm.device)
                 sc, aux = pm.fast_scores(benc, pc, r, aux=aux_gen is not None)
@@ -177,17 +178,20 @@ def train(pm: PromptModel, examples: list, cfg: TrainConfig, label_field: str = 
                 F.nll_loss(sc.float(), g)
             total = loss + cfg.aux_weight * aux if aux is not None else loss
         opt.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-        opt.step()
+        with section("step backward"):
+            total.backward()
+        with section("step optimizer"):
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
         lv = float(loss.detach())  # the one host sync per step: the logged loss
         losses.append(lv)
         elapsed = time.perf_counter() - t0
         emit({"type": "step", "step": step, "steps": cfg.steps, "loss": lv,
               "aux": float(aux.detach()) if aux is not None else None, "seconds": elapsed})
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-            snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))
+            with section("snapshots"):
+                snaps.append((step, pm.prompt_embeddings().detach().float().cpu().clone()))
         if dev and cfg.eval_every and step % cfg.eval_every == 0:
             pm.encoder.eval()
             m = evaluate(pm, dev, label_field,

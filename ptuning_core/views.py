@@ -46,6 +46,8 @@ class StudioView:
     warnings: tuple = ()
     words: tuple = ()  # WordChoice
     continuous_source: str = ""
+    words_source: str = ""  # start from my words: the discrete words as [P:word]
+    random_source: str = ""  # the same positions started at random
     discrete_source: str = ""
     verbalizer: Optional[dict] = None  # the parsed label words (None: open vocabulary or error)
     label_tokens: tuple = ()  # LabelTokens
@@ -64,8 +66,8 @@ class StudioView:
 def studio_view(bb, source: str, fields: list, verbalizer_spec: Optional[dict],
                 example: dict) -> StudioView:
     from .encoding import compile_layout, encode, label_token_ids, token_strip
-    from .template import (TemplateError, editable_words, parse, to_continuous, to_discrete,
-                           toggle_word)
+    from .template import (TemplateError, editable_words, from_words, parse, to_continuous,
+                           to_discrete, to_random, toggle_word)
     from .verbalizer import Verbalizer, VerbalizerError
     verb, verror = None, ""
     if verbalizer_spec is not None:
@@ -103,6 +105,7 @@ def studio_view(bb, source: str, fields: list, verbalizer_spec: Optional[dict],
                       n_pseudo=layout.n_pseudo, max_length=bb.max_length, truncated=truncated,
                       example_error=example_error, warnings=tuple(layout.warnings), words=words,
                       continuous_source=to_continuous(tpl), discrete_source=to_discrete(tpl),
+                      words_source=from_words(tpl), random_source=to_random(from_words(tpl)),
                       verbalizer=verb.to_dict() if verb else None, label_tokens=label_tokens,
                       verbalizer_warnings=vwarn,
                       verbalizer_error=verror)
@@ -566,6 +569,7 @@ class RunSummary:
     continuous: Optional[Accuracy]
     mcnemar_p: Optional[float]
     verdict: str  # the paired discrete-vs-continuous sentence; empty when not paired
+    seed_note: str  # a one-seed run: seeds vary, and where to see the spread; else empty
     steps: Optional[int]  # training steps done
     seconds_per_step: Optional[float]
     trainable_parameters: Optional[int]
@@ -584,7 +588,7 @@ class RunSummary:
 
 
 def run_summary(run: dict, has_prompt: bool = False) -> RunSummary:
-    from .stats import result_verdict
+    from .stats import result_verdict, seed_note
     cfg, res = run.get("config") or {}, run.get("result") or {}
     tr = res.get("train") or {}
     tags = tuple(TagAccuracy(key, str(tag), _accuracy(v))
@@ -602,6 +606,8 @@ def run_summary(run: dict, has_prompt: bool = False) -> RunSummary:
         discrete=_accuracy(res.get("discrete")), continuous=_accuracy(res.get("continuous")),
         mcnemar_p=(res.get("paired") or {}).get("mcnemar_p"),
         verdict=(result_verdict(res) or "") if res.get("discrete") else "",
+        seed_note=(seed_note(res, (cfg.get("train_cfg") or {}).get("seed")) or "")
+        if res.get("train") else "",
         steps=tr.get("steps"), seconds_per_step=tr.get("seconds_per_step"),
         trainable_parameters=tr.get("trainable_parameters"), by_tag=tags,
         warnings=tuple(res.get("warnings") or ()), has_prompt=has_prompt)

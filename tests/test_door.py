@@ -118,6 +118,8 @@ def test_studio_view_of_a_good_template(svc):
     assert view.words[1].source == "{sentence} [P:It] [P:was] [MASK]"
     assert view.discrete_source == "{sentence} It was [MASK]"
     assert view.continuous_source == "{sentence} [P:It] [P:was] [MASK]"
+    assert view.words_source == "{sentence} [P:It] [P:was] [MASK]"  # start from my words
+    assert view.random_source == "{sentence} [P] [P] [MASK]"  # same positions, random start
     assert view.verbalizer == VERB and not view.verbalizer_error
     assert [(t.cls, t.word) for t in view.label_tokens] == [("negative", "terrible"),
                                                             ("positive", "great")]

@@ -123,3 +123,11 @@ def test_word_like_filter_drops_fragments_numbers_and_special_tokens():
     for w in ("ing", "##ly", " 42", "<|im_end|>", " .", "", " a1", " x", "great"):
         assert not is_word(w), w
     assert is_word("great", spaced=False) and not is_word("##ly", spaced=False)
+
+
+def test_start_from_words_and_from_random():
+    from ptuning_core.template import from_words, to_random
+    assert from_words("[P*4] {sentence} It was [MASK]") == "{sentence} [P:It] [P:was] [MASK]"
+    assert from_words("{premise} [A:?] Answer: [MASK]") == "{premise} [A:?] [P:Answer:] [MASK]"
+    assert to_random("{sentence} [P:It] [P:was] [MASK]") == "{sentence} [P] [P] [MASK]"
+    assert to_random("[P*3] {x} [P:is] [MASK]") == "[P*3] {x} [P] [MASK]"

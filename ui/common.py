@@ -382,6 +382,10 @@ def result_summary(run) -> None:
             cols[2].metric("seconds / step", f"{run.seconds_per_step:.2f}")
     if run.verdict:
         st.info(run.verdict)
+    if run.seed_note:
+        st.caption(run.seed_note)
+        st.page_link("pages/fewshot.py", label="Same settings over several seeds: Few-shot",
+                     icon="📈")
     if run.by_tag:
         with st.expander("Accuracy by kind of example (tag)"):
             st.dataframe(pd.DataFrame([{"prompt": t.prompt, "tag": t.tag, "n": t.score.n,
