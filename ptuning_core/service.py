@@ -653,17 +653,19 @@ class Service:
                 v = self._rebuild_live().get(job_id)
         return v
 
-    def may_stop(self, who: str, owner: str) -> bool:
-        """Whether to show ``who`` a Stop button for ``owner``'s job: like ``can_manage``, with
-        the teacher flag remembered for ``TEACHER_TTL`` seconds (pages poll; stopping itself
-        checks again, ``stop_job``)."""
-        if owner == who:
-            return True
+    def teacher_view(self, who: str) -> bool:
+        """Whether ``who`` is the teacher, for what a polling page shows: the flag is remembered
+        for ``TEACHER_TTL`` seconds (a permission itself is always checked again)."""
         hit = self._teachers.get(who)
         if hit is None or time.monotonic() - hit[1] > self.TEACHER_TTL:
             hit = (self.is_teacher(who), time.monotonic())
             self._teachers.put(who, hit)
-        return may_manage(owner, who, hit[0])
+        return hit[0]
+
+    def may_stop(self, who: str, owner: str) -> bool:
+        """Whether to show ``who`` a Stop button for ``owner``'s job: ``can_manage`` with the
+        teacher flag of ``teacher_view`` (stopping checks again, ``stop_job``)."""
+        return may_manage(owner, who, owner != who and self.teacher_view(who))
 
     def queue_rows(self, who: str) -> list:
         """Every queued or running job, in order (running first, then by position): label,
