@@ -24,7 +24,8 @@ others each have a run waiting in the queue. It reports ``steps_per_s_<N>_pages_
 steps/s with N pages over 0 pages, same run settings), ``cpu_per_idle_page`` (the process's CPU
 seconds per second per open page with nothing queued or running, by ``time.process_time``) and
 the same for pages as they polled before this issue (``cpu_per_idle_page_before``: a loss figure
-built and converted every second and the queue table every two, forever). Not simulated:
+built and converted every second and the queue table every two, forever); ``..._threads``: the
+page threads' own CPU (``time.thread_time``). ``--idle-only``: just those. Not simulated:
 Streamlit's own cost per rerun (the script-run thread, protobuf deltas, the websocket).
 """
 from __future__ import annotations
@@ -236,14 +237,24 @@ def class_steps_per_s(svc: Service, pages: int, steps: int) -> tuple:
     return (last[1] - first[1]) / (last[0] - first[0]), per_page
 
 
-def idle_cpu(svc: Service, pages: int, seconds: float, old: bool) -> float:
-    """The process's CPU seconds per second per open page with nothing queued or running."""
+def idle_cpu(svc: Service, pages: int, seconds: float, old: bool) -> tuple:
+    """(the process's CPU seconds per second per open page, the page threads' own) with nothing
+    queued or running (it waits for the queue to empty first: a run stopped while it was
+    starting still evaluates what it learned)."""
+    for j in svc.queue.jobs():
+        svc.queue.wait(j.id, 600)
     done = svc.queue.jobs()[-1].id if svc.queue.jobs() else None
     stop, cpu = threading.Event(), []
-    threads = [threading.Thread(target=old_page, args=(svc, done, stop), daemon=True) if old else
+
+    def old_page_timed():
+        t0 = time.thread_time()
+        old_page(svc, done, stop)
+        cpu.append(time.thread_time() - t0)
+    threads = [threading.Thread(target=old_page_timed, daemon=True) if old else
                threading.Thread(target=open_page, args=(svc, f"idle-{i}", done, stop, False,
                                                         cpu), daemon=True)
                for i in range(pages)]
+    w_start = time.perf_counter()
     for t in threads:
         t.start()
     time.sleep(0.5)  # the pages' first runs
@@ -253,7 +264,7 @@ def idle_cpu(svc: Service, pages: int, seconds: float, old: bool) -> float:
     stop.set()
     for t in threads:
         t.join()
-    return used / wall / pages
+    return used / wall / pages, sum(cpu) / (time.perf_counter() - w_start) / pages
 
 
 def cpu_name() -> str:
@@ -277,6 +288,8 @@ def class_main(a) -> None:
     warm = svc.submit_run("owner", run_spec(3, "warm-up"))  # also the queue's first measure
     svc.queue.wait(warm.id, 600)
     ns = [int(x) for x in a.class_pages.split(",")]
+    if a.idle_only:
+        ns = []
     res = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
            "steps": a.steps, "template": TEMPLATE, "steps_per_s_class": {},
            "cpu_per_polling_page": {}}
@@ -291,10 +304,12 @@ def class_main(a) -> None:
     for n in ns:
         if n and base:
             res[f"steps_per_s_{n}_pages_ratio"] = round(res["steps_per_s_class"][n] / base, 3)
-    n_idle = max(ns) or 20
-    res["cpu_per_idle_page"] = round(idle_cpu(svc, n_idle, a.idle_seconds, False), 5)
-    res["cpu_per_idle_page_before"] = round(idle_cpu(svc, n_idle, a.idle_seconds, True), 5)
-    res["idle_pages"] = n_idle
+    n_idle = max([int(x) for x in a.class_pages.split(",")]) or 20
+    now, now_threads = idle_cpu(svc, n_idle, a.idle_seconds, False)
+    before, before_threads = idle_cpu(svc, n_idle, a.idle_seconds, True)
+    res.update(cpu_per_idle_page=round(now, 5), cpu_per_idle_page_before=round(before, 5),
+               cpu_per_idle_page_threads=round(now_threads, 5),
+               cpu_per_idle_page_before_threads=round(before_threads, 5), idle_pages=n_idle)
     print(f"idle: {res['cpu_per_idle_page']} core per open page now, "
           f"{res['cpu_per_idle_page_before']} as pages polled before ({n_idle} pages)")
     svc.queue.close()
@@ -307,6 +322,8 @@ def main():
     ap.add_argument("--class-pages", default="",
                     help="e.g. 0,20: the class simulation (issue 21) instead of the gc rows")
     ap.add_argument("--idle-seconds", type=float, default=6.0)
+    ap.add_argument("--idle-only", action="store_true",
+                    help="with --class-pages: only the idle pages' CPU (no training rows)")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()

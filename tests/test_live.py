@@ -160,3 +160,36 @@ def test_the_train_page_shows_a_waiting_run_its_position_and_estimated_start(app
     assert queue["starts"].tolist()[0] == "" and queue["starts"].tolist()[1].startswith("in ")
     svc.stop_job(blocker.id, "other")
     svc.queue.wait(mine.id, 60)
+
+
+def view(**kw):
+    from ptuning_core.api import JobView
+    base = dict(id="j", label="r", kind="train", owner_id="a", owner="Ada", status="running",
+                stopping=False, position=0, step=0, steps=60, loss=None, seconds=0.0,
+                phase="train", phase_done=None, phase_total=None, losses=(), dev=(), error=None,
+                run_id=None, start_in_s=None, end_in_s=None, at=time.time(), rev=1)
+    return JobView(**{**base, **kw})
+
+
+def test_panels_poll_at_the_jobs_pace_and_not_once_it_is_done():
+    from ui.common import job_interval
+    assert job_interval(None) is None
+    assert job_interval(view(status="finished")) is None
+    assert job_interval(view(status="stopped", stopping=True)) is None
+    assert job_interval(view(step=10, seconds=25.0)) == 2.5  # once per training step
+    assert job_interval(view(step=10, seconds=100.0)) == 5.0  # at most 5 s apart
+    assert job_interval(view(step=10, seconds=1.0)) == 1.0  # at least 1 s apart
+    assert job_interval(view(status="queued", position=3, start_in_s=600.0)) == 10.0
+    assert job_interval(view(status="queued", position=1, start_in_s=5.0)) == 2.0
+    assert job_interval(view(status="queued", position=1, start_in_s=None)) == 3.0
+
+
+def test_the_queue_list_polls_only_for_someone_with_a_live_job(app):
+    from ui.common import queue_polls
+    svc, page = app
+    assert not queue_polls(svc, "ann")  # empty queue: nothing to refresh
+    job = svc.submit_run("ann", spec(page.model, 10 ** 5, "long"))
+    assert queue_polls(svc, "ann") and not queue_polls(svc, "bob")
+    svc.stop_job(job.id, "ann")
+    svc.queue.wait(job.id, 60)
+    assert not queue_polls(svc, "ann")
