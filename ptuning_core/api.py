@@ -14,6 +14,7 @@ from .experiments import get as get_experiment
 from .fewshot import DEFAULT_METHODS, METHODS, SweepSpec
 from .jobs import Job, QueueFull
 from .learned import Evaluation, NoLearnedPrompt, Prediction
+from .live import JobView, QueueSnapshot
 from .portable import PromptFileError
 from .train import ConfigError, TrainConfig
 from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion,
@@ -32,7 +33,7 @@ __all__ = [
     "USER_ERRORS", "ConfigError", "DataError", "ModelLoadError", "PromptFileError",
     "NoLearnedPrompt", "QueueFull",
     # what comes back
-    "Job", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
+    "Job", "JobView", "QueueSnapshot", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
     "PreviewRow", "EmbeddingsView", "PseudoToken", "LabelVector", "Neighbour", "EmbeddingMap", "RetestResult",
     "ComparisonView", "ComparisonRow", "PairTest", "Confusion", "ChangedPrediction",
     "SweepView", "SweepCell", "SweepPoint", "RunSummary", "RunDetail", "Accuracy", "TagAccuracy",

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from .live import StepTimes, Work
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +51,38 @@ class Job:
     error: Optional[str] = None
     run_id: Optional[str] = None
     on_cancel: Optional[Callable] = None  # called when a queued job is cancelled
+    work: Optional[Work] = None  # a training run's model, path, steps, batch (its estimate)
+    rev: int = 0  # changes with anything a page shows of this job
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    on_change: Optional[Callable] = field(default=None, repr=False)  # the queue's version
+
+    def changed(self) -> None:
+        self.rev += 1
+        if self.on_change is not None:
+            self.on_change()
 
     def event(self, e: dict) -> None:
         with self.lock:
-            if e.get("type") == "step":
-                self.progress.update(step=e["step"], steps=e["steps"], loss=e["loss"],
-                                     seconds=e["seconds"])
-                self.progress.setdefault("losses", []).append((e["step"], e["loss"]))
-            elif e.get("type") == "eval":
-                self.progress.setdefault("dev", []).append((e["step"], e["dev_accuracy"]))
-            elif e.get("type") == "phase":
-                self.progress["phase"] = e["phase"]
-                self.progress["phase_done"] = e.get("done")
-                self.progress["phase_total"] = e.get("total")
-            else:
-                self.events.append(e)
-                if len(self.events) > 1000:
-                    del self.events[:500]
+            self._event(e)
+        self.changed()
+
+    def _event(self, e: dict) -> None:
+        if e.get("type") == "step":
+            self.progress.update(step=e["step"], steps=e["steps"], loss=e["loss"],
+                                 seconds=e["seconds"])
+            self.progress.setdefault("losses", []).append((e["step"], e["loss"]))
+        elif e.get("type") == "eval":
+            self.progress.setdefault("dev", []).append((e["step"], e["dev_accuracy"]))
+        elif e.get("type") == "phase":
+            self.progress["phase"] = e["phase"]
+            self.progress["phase_done"] = e.get("done")
+            self.progress["phase_total"] = e.get("total")
+        else:
+            if e.get("type") == "start" and e.get("path"):
+                self.progress["path"] = e["path"]  # the path it really trains on
+            self.events.append(e)
+            if len(self.events) > 1000:
+                del self.events[:500]
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -105,6 +120,29 @@ class JobQueue:
         self._seen: dict = {}  # session -> last poll
         self._slots: dict = {}  # device -> worker threads (1 unless set_slots says more)
         self._closed = False
+        self.times = StepTimes()  # measured step times (finished runs): the queue's estimates
+        self._version = 0
+        self._structure = 0
+        self._vlock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        """Changes whenever a job is added, starts, ends, is stopped or reports progress."""
+        return self._version
+
+    @property
+    def structure(self) -> int:
+        """Changes whenever a job is added, starts, ends or is stopped (not on progress)."""
+        return self._structure
+
+    def bump(self, structure: bool = False) -> None:
+        with self._vlock:
+            self._version += 1
+            if structure:
+                self._structure += 1
+
+    def slots(self, device: str) -> int:
+        return self._slots.get(device, 1)
 
     def set_slots(self, device: str, n: int) -> None:
         """Run up to ``n`` jobs of ``device`` at once (a pool of remote workers behind one
@@ -127,7 +165,9 @@ class JobQueue:
             if len(active) >= self.max_total:
                 raise QueueFull("the server's queue is full; try again in a minute")
             job = Job(uuid.uuid4().hex[:12], session, device, label, fn, kind)
+            job.on_change = self.bump
             self._jobs[job.id] = job
+            self.bump(structure=True)
             self._seen[session] = time.monotonic()
             if device not in self._workers:
                 for i in range(self._slots.get(device, 1)):
@@ -140,7 +180,7 @@ class JobQueue:
                 self._workers["_reaper"] = r
                 r.start()
             self._cv.notify_all()
-            return job
+        return job
 
     # ---- inspecting ----------------------------------------------------------------------
     def get(self, job_id: str) -> Optional[Job]:
@@ -166,6 +206,11 @@ class JobQueue:
                     out.append(per[s].pop(0))
         return out
 
+    def order(self, device: str) -> list:
+        """Queued jobs of a device in the order they will run."""
+        with self._cv:
+            return self._order(device)
+
     def position(self, job_id: str) -> int:
         """0 while running or done; 1 = next to run; n = n-th in the queue."""
         with self._cv:
@@ -189,7 +234,9 @@ class JobQueue:
             if cancelled:
                 j.status, j.ended = "cancelled", time.time()
             j.stop.set()
+            self.bump(structure=True)
             self._cv.notify_all()
+        j.changed()
         if cancelled:
             if j.on_cancel is not None:
                 j.on_cancel()
@@ -242,6 +289,8 @@ class JobQueue:
                     self._cv.wait(timeout=1.0)
                 job.status, job.started = "running", time.time()
                 self._last_served[(device, job.session)] = time.monotonic()
+                self.bump(structure=True)
+            job.changed()
             try:
                 job.fn(job)  # it stores its own result (the run store)
                 status = "stopped" if job.stop.is_set() else "finished"
@@ -253,7 +302,23 @@ class JobQueue:
             job.release()
             with self._cv:
                 job.status, job.ended = status, time.time()
+                self.bump(structure=True)
                 self._cv.notify_all()
+            self._measure(job)
+            job.changed()
+
+    def _measure(self, job: Job) -> None:
+        """A finished job's measured times feed the estimates of those that wait."""
+        if job.status not in ("finished", "stopped") or job.started is None:
+            return
+        total = job.ended - job.started
+        p = job.progress
+        if job.work is not None:
+            steps, train_s = int(p.get("step") or 0), float(p.get("seconds") or 0.0)
+            self.times.record_run(job.work.model, p.get("path") or job.work.path,
+                                  job.work.batch, steps, train_s, total)
+        elif job.status == "finished":
+            self.times.record_job(job.kind, total)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         end = time.monotonic() + timeout

@@ -22,6 +22,7 @@ from .backbone import DEFAULT_MODEL, ModelLoadError
 from .classroom import Classroom
 from .experiment import Prepared, RunSpec, prepare, run_recorded
 from .jobs import Job, JobQueue, QueueFull
+from .live import JobView, QueueSnapshot, Work, remaining_seconds, run_path, start_times
 from .learned import Evaluation, LearnedPrompt, Prediction
 from .lru import LRU
 from .store import ACTIVE, RunStore, StoreError
@@ -135,6 +136,12 @@ class Service:
         self._embeddings = LRU(lambda: self.EMBEDDINGS_CACHE)
         self._maps = LRU(lambda: self.MAP_CACHE)
         self._retests = LRU(lambda: self.RETEST_CACHE)  # job id / "run:<id>" -> RetestResult
+        self._live = None  # the last QueueSnapshot (section "the queue as the class sees it")
+        self._live_key = None
+        self._live_checked = self._live_made = 0.0
+        self._live_lock = threading.Lock()
+        self._done_views = LRU(lambda: self.DONE_VIEW_CACHE)  # job id -> JobView (done)
+        self._teachers = LRU(lambda: 512)  # who -> (is teacher, when looked up): display only
         self.ray = None  # the Ray pool runs and sweeps go to (PTUNING_RAY_ADDRESS set)
         self.backend_error: Optional[str] = None  # why that pool cannot take jobs (app banner)
         self._start_backend()
@@ -224,6 +231,10 @@ class Service:
             raise
         job.run_id = rid
         job.on_cancel = lambda: store.set_status(rid, "cancelled")
+        job.work = Work(spec.model, run_path(prep.template, get_backbone(spec.model,
+                                                                         spec.device).kind),
+                        spec.train_cfg.steps, spec.train_cfg.batch_size)
+        self.queue.bump()
         with self._lock:
             self._by_run[rid] = job.id
         return job
@@ -543,23 +554,135 @@ class Service:
         self.store.delete(rid)
 
     # ---- the queue as the class sees it -------------------------------------------------------
-    def queue_rows(self, who: str) -> list:
-        """Every queued or running job, in order (running first, then by position): label,
-        kind, owner's display name, whether it is ``who``'s, state, position, step, and whether
-        ``who`` may stop it."""
-        live = [j for j in self.queue.jobs() if not j.done]
-        labels = self.classroom.labels(j.session for j in live)
-        teacher = self.is_teacher(who)
-        rows = []
+    LIVE_INTERVAL = 0.5  # s: the snapshot is rebuilt at most this often, for every page at once
+    LIVE_MAX_AGE = 15.0  # s: and at least this often (display names, estimates)
+    DONE_VIEW_CACHE = 512
+    TEACHER_TTL = 10.0  # s a page's "may I stop it" display trusts a teacher lookup
+
+    def live(self) -> QueueSnapshot:
+        """The queue and its jobs' progress for every open page (``QueueSnapshot`` of
+        ``JobView``s): rebuilt at most every ``LIVE_INTERVAL`` seconds and only when the queue's
+        version changed (or ``LIVE_MAX_AGE`` passed), so an open page that polls an unchanged
+        queue costs a comparison; a job added, started, ended or stopped is seen at once. No
+        model or store work unless a job just ended (its stored curves, read once)."""
+        now = time.monotonic()
+        snap, q, key = self._live, self.queue, self._live_key
+        if snap is not None and key is not None and key[0] == q.structure and (
+                now - self._live_checked < self.LIVE_INTERVAL or
+                (key[1] == q.version and now - self._live_made < self.LIVE_MAX_AGE)):
+            return snap  # nothing was added, started, ended or stopped since: the shared one
+        with self._live_lock:
+            return self._rebuild_live()
+
+    def _rebuild_live(self) -> QueueSnapshot:
+        key = (self.queue.structure, self.queue.version)
+        now = time.monotonic()
+        if self._live is None or key != self._live_key or now - self._live_made >= \
+                self.LIVE_MAX_AGE:
+            self._live = self._build_live(key[1])
+            self._live_key, self._live_made = key, now
+        self._live_checked = now
+        return self._live
+
+    def _build_live(self, version: int) -> QueueSnapshot:
+        at = time.time()
+        jobs = self.queue.jobs()
+        live = [j for j in jobs if not j.done]
+        labels = self.classroom.labels(j.session for j in live) if live else {}
+        times = self.queue.times
+        left = {}
         for j in live:
             snap = j.snapshot()
-            rows.append({"job": j.id, "run": j.label, "kind": j.kind,
-                         "owner": labels.get(j.session, ""), "yours": j.session == who,
-                         "state": "stopping" if j.stop.is_set() else snap["status"],
-                         "position": self.queue.position(j.id) or None,
-                         "step": snap["progress"].get("step"),
-                         "can_stop": may_manage(j.session, who, teacher)})
-        rows.sort(key=lambda r: (r["position"] or 0, r["run"]))
+            p = snap["progress"]
+            left[j.id] = (remaining_seconds(
+                times, j.kind, j.work, j.status, int(p.get("step") or 0),
+                float(p.get("seconds") or 0.0), at - j.started if j.started else 0.0), snap)
+        starts, positions = {}, {}
+        for device in {j.device for j in live}:
+            running = [left[j.id][0] for j in live if j.device == device and j.status == "running"]
+            order = self.queue.order(device)
+            lengths = [left[j.id][0] if j.id in left else None for j in order]
+            for i, (j, s) in enumerate(zip(order, start_times(
+                    running, lengths, self.queue.slots(device)))):
+                starts[j.id], positions[j.id] = s, i + 1
+        views = []
+        for j in live:
+            rem, snap = left[j.id]
+            p = snap["progress"]
+            start = starts.get(j.id, 0.0 if j.status == "running" else None)
+            end = None if rem is None or start is None else start + rem
+            views.append(self._view(j, snap, labels.get(j.session, ""), positions.get(j.id, 0),
+                                    start if j.status == "queued" else None, end, at,
+                                    p.get("losses", []), p.get("dev", [])))
+        views.sort(key=lambda v: (v.position, v.label))
+        done = []
+        for j in jobs:
+            if j.done:
+                v = self._done_views.get(j.id)
+                if v is None or v.rev != j.rev:
+                    v = self._done_view(j)
+                done.append(v)
+        return QueueSnapshot(version, at, tuple(views) + tuple(done))
+
+    def _view(self, j: Job, snap: dict, owner: str, position: int, start, end, at,
+              losses, dev) -> JobView:
+        p = snap["progress"]
+        return JobView(j.id, j.label, j.kind, j.session, owner, snap["status"],
+                       j.stop.is_set(), position, int(p.get("step") or 0),
+                       int(p.get("steps") or 0), p.get("loss"), float(p.get("seconds") or 0.0),
+                       p.get("phase"), p.get("phase_done"), p.get("phase_total"),
+                       tuple(losses), tuple(dev), snap["error"], snap["run_id"], start, end,
+                       at, j.rev)
+
+    def _done_view(self, j: Job) -> JobView:
+        """A done job's view: built once (its curves read from the store once), then kept."""
+        snap = j.snapshot()
+        losses, dev = (self.run_curves(j.run_id) if j.run_id and
+                       self.store.get(j.run_id, details=False) is not None else ([], []))
+        owner = self.classroom.labels([j.session]).get(j.session, "")
+        v = self._view(j, snap, owner, 0, None, 0.0, time.time(), losses, dev)
+        self._done_views.put(j.id, v)
+        return v
+
+    def job_view(self, job_id: str) -> Optional[JobView]:
+        """One job as of the latest snapshot (None when the server no longer holds it)."""
+        snap = self.live()
+        v = snap.get(job_id)
+        if v is None and self.queue.get(job_id) is not None:  # newer than the snapshot
+            with self._live_lock:
+                self._live_key = None
+                v = self._rebuild_live().get(job_id)
+        return v
+
+    def teacher_view(self, who: str) -> bool:
+        """Whether ``who`` is the teacher, for what a polling page shows: the flag is remembered
+        for ``TEACHER_TTL`` seconds (a permission itself is always checked again)."""
+        hit = self._teachers.get(who)
+        if hit is None or time.monotonic() - hit[1] > self.TEACHER_TTL:
+            hit = (self.is_teacher(who), time.monotonic())
+            self._teachers.put(who, hit)
+        return hit[0]
+
+    def may_stop(self, who: str, owner: str) -> bool:
+        """Whether to show ``who`` a Stop button for ``owner``'s job: ``can_manage`` with the
+        teacher flag of ``teacher_view`` (stopping checks again, ``stop_job``)."""
+        return may_manage(owner, who, owner != who and self.teacher_view(who))
+
+    def queue_rows(self, who: str) -> list:
+        """Every queued or running job, in order (running first, then by position): label,
+        kind, owner's display name, whether it is ``who``'s, state, position, step, whether
+        ``who`` may stop it, and the estimated start (seconds from now; None: unknown or
+        running). Read from the shared snapshot (``live``)."""
+        snap = self.live()
+        now = time.time()
+        rows = []
+        for v in snap.live:
+            start = None if v.start_in_s is None else max(0.0, v.start_in_s - (now - snap.at))
+            rows.append({"job": v.id, "run": v.label, "kind": v.kind, "owner": v.owner,
+                         "yours": v.owner_id == who, "state": v.state,
+                         "position": v.position or None,
+                         "step": v.step if v.status == "running" and v.steps else None,
+                         "start_in_s": start, "can_stop": self.may_stop(who, v.owner_id)})
         return rows
 
     # ---- uploads and the class's pinned data --------------------------------------------------

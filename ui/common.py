@@ -296,32 +296,79 @@ def confusion_figure(conf: list, classes: list, title: str) -> go.Figure:
 
 
 # ---- live job view --------------------------------------------------------------------------
+# Live panels read the service's shared snapshot (``Service.live``: one for every open page,
+# rebuilt only when the queue changed) and poll at the pace their job changes: a running job
+# about once per training step (1-5 s), a waiting one less often the longer its wait, a done
+# job not at all. When what a panel shows moves to another of these states it reruns the page
+# once, which declares its fragment again with the new interval (Streamlit sets a fragment's
+# ``run_every`` where the page calls it).
+def job_interval(view) -> float | None:
+    """Seconds between a job panel's refreshes for this job (None: it does not poll)."""
+    if view is None or view.done:
+        return None
+    if view.status == "queued":
+        return 3.0 if view.start_in_s is None else min(10.0, max(2.0, view.start_in_s / 10))
+    per_step = view.seconds / view.step if view.step and view.seconds else 1.0
+    return min(5.0, max(1.0, per_step))
+
+
+def eta_text(seconds: float | None, at: float | None = None) -> str:
+    """``~4 min (12:31)`` for an estimate in seconds from ``at`` (a wall-clock time)."""
+    import time as _t
+    if seconds is None:
+        return "not known yet"
+    left = max(0.0, seconds - (_t.time() - at) if at else seconds)
+    when = _t.strftime("%H:%M", _t.localtime(_t.time() + left))
+    if left < 60:
+        return f"in under a minute ({when})"
+    mins = round(left / 60)
+    return (f"in ~{mins} min" if mins < 60 else f"in ~{mins // 60} h {mins % 60:02d} min") + \
+        f" ({when})"
+
+
+def waiting_line(view) -> str:
+    """A waiting job's position and estimated start, from measured step times."""
+    text = f"Waiting in the queue: position {view.position}, estimated start " \
+           f"{eta_text(view.start_in_s, view.at)}"
+    if view.start_in_s is None:
+        text += " (no run like the ones ahead of it has finished on this server yet)"
+    return text + "."
+
+
+def _state_of(view) -> str:
+    return "gone" if view is None else ("done" if view.done else view.status)
+
+
 def job_panel(job_id: str) -> None:
-    """Progress, ETA, live loss curve and a Stop button; refreshes itself every second."""
-    @st.fragment(run_every=1.0)
+    """Progress, estimated start or end, live loss curve and a Stop button, refreshed at the
+    pace the job changes (``job_interval``); a done job's panel does not poll."""
+    svc = service()
+    first = svc.job_view(job_id)
+    declared = _state_of(first)
+
+    @st.fragment(run_every=job_interval(first))
     def _panel():
         heartbeat()
         svc, who = service(), st.session_state.get("sid", "")
-        job = svc.queue.get(job_id)
-        if job is None:
+        view = svc.job_view(job_id)
+        if _state_of(view) != declared:
+            st.rerun()  # once: the page declares the panel again with the new pace
+        if view is None:
             st.info("This run is no longer in the queue; find it on the Runs page.")
             return
-        snap = job.snapshot()
-        p = snap["progress"]
-        stopping = job.stop.is_set() and not job.done
-        if snap["status"] == "queued":
-            st.info(f"Waiting in the queue: position {svc.queue.position(job_id)} "
-                    f"(the device is busy with other runs).")
-        elif not job.done:
-            st.progress(*progress_line(p, stopping))
-        losses, dev = p["losses"], p["dev"]
-        if job.done and job.run_id:  # a done job keeps no curves: read the stored ones
-            losses, dev = svc.run_curves(job.run_id)
-        if losses:
-            st.plotly_chart(loss_figure({"loss": losses}, {"run": dev}), key=f"live-{job_id}")
+        stopping = view.stopping and not view.done
+        if view.status == "queued":
+            st.info(waiting_line(view))
+        elif not view.done:
+            frac, text = progress_line(view.progress(), stopping)
+            if view.end_in_s is not None and not stopping:
+                text += f" · ends {eta_text(view.end_in_s, view.at)}"
+            st.progress(frac, text)
+        if view.losses:
+            st.plotly_chart(_live_figure(view), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
-        mine = svc.can_manage(who, job.session)
-        if not job.done and not stopping and mine:
+        mine = svc.may_stop(who, view.owner_id)
+        if not view.done and not stopping and mine:
             if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
                 try:
                     svc.stop_job(job_id, who)
@@ -330,15 +377,25 @@ def job_panel(job_id: str) -> None:
                 except USER_ERRORS as e:
                     st.error(str(e))
         elif not mine:
-            owner = svc.classroom.labels([job.session])[job.session]
-            c1.caption(f"{owner}'s run: you can watch, not stop it")
-        status = "stopping…" if stopping else snap["status"]
-        c2.markdown(f"**Status:** {status}" + (f" — {snap['error']}" if snap["error"] else ""))
-        if job.done and job.run_id:
-            run = svc.run_summary(job.run_id)
+            c1.caption(f"{view.owner}'s run: you can watch, not stop it")
+        status = "stopping…" if stopping else view.status
+        c2.markdown(f"**Status:** {status}" + (f" — {view.error}" if view.error else ""))
+        if view.done and view.run_id:
+            run = svc.run_summary(view.run_id)
             if run is not None and run.discrete:
                 result_summary(run)
     _panel()
+
+
+def _live_figure(view) -> go.Figure:
+    """The loss figure of a job view, built once per change of the job (kept in the session):
+    a refresh that finds the job unchanged does not build it again."""
+    key = f"_fig-{view.id}"
+    hit = st.session_state.get(key)
+    if hit is None or hit[0] != view.rev:
+        hit = (view.rev, loss_figure({"loss": list(view.losses)}, {"run": list(view.dev)}))
+        st.session_state[key] = hit
+    return hit[1]
 
 
 PHASES = {"discrete": "evaluating the discrete prompt", "train": "training",
@@ -440,13 +497,38 @@ def _stop_job(job_id: str, label: str) -> None:
         st.session_state["_queue_msg"] = ("error", str(e))
 
 
+def queue_polls(svc, who: str) -> bool:
+    """Whether this viewer's queue list refreshes itself: while they have a job queued or
+    running, and for the teacher while anything is; otherwise it shows the queue as of the last
+    run of the page (with a Refresh button)."""
+    snap = svc.live()
+    return bool(snap.live) and (snap.has_live(who) or svc.teacher_view(who))
+
+
+def queue_frame(rows: list) -> pd.DataFrame:
+    """The queue table (a plain table: readable on a projector)."""
+    return pd.DataFrame([{
+        "position": str(r["position"] or "–"), "run": r["run"], "kind": r["kind"],
+        "owner": r["owner"] + (" (you)" if r["yours"] else ""), "state": r["state"],
+        "step": "" if r["step"] is None else str(r["step"]),
+        "starts": "" if r["position"] is None else eta_text(r["start_in_s"])} for r in rows]
+    ).set_index("position")
+
+
 def queue_panel() -> None:
-    """The queue as the whole class sees it (position, owner, state), refreshed every two
-    seconds; Stop buttons for what the viewer may stop (their own runs; the teacher: any)."""
-    @st.fragment(run_every=2.0)
+    """The queue as the whole class sees it (position, owner, state, estimated start), from the
+    shared snapshot: refreshed every two seconds while the viewer has something queued or
+    running (the teacher: while anything is); Stop buttons for what the viewer may stop (their
+    own runs; the teacher: any)."""
+    svc, who = service(), st.session_state.get("sid", "")
+    polls = queue_polls(svc, who)
+
+    @st.fragment(run_every=2.0 if polls else None)
     def _queue():
         heartbeat()
         svc, who = service(), st.session_state.get("sid", "")
+        if queue_polls(svc, who) != polls:
+            st.rerun()  # start or stop refreshing (the page declares the list again)
         msg = st.session_state.pop("_queue_msg", None)
         if msg:
             (st.toast if msg[0] == "ok" else st.error)(msg[1])
@@ -454,15 +536,17 @@ def queue_panel() -> None:
         if not rows:
             st.caption("The queue is empty.")
         else:
-            st.table(pd.DataFrame([{  # a plain table: readable on a projector
-                "position": str(r["position"] or "–"), "run": r["run"], "kind": r["kind"],
-                "owner": r["owner"] + (" (you)" if r["yours"] else ""), "state": r["state"],
-                "step": "" if r["step"] is None else str(r["step"])} for r in rows]
-            ).set_index("position"))
+            st.table(queue_frame(rows))
         for r in rows:
             if r["can_stop"] and r["state"] != "stopping":
                 st.button(f"Stop {r['run']} ({r['owner']})", key=f"qstop-{r['job']}",
                           on_click=_stop_job, args=(r["job"], r["run"]))
+        if not polls:
+            import time as _t
+            c1, c2 = st.columns([3, 1])
+            c1.caption(f"As of {_t.strftime('%H:%M:%S')}; it refreshes itself while you have a "
+                       f"run queued or running.")
+            c2.button("Refresh", key="queue_refresh")  # reruns this list only
     _queue()
 
 
