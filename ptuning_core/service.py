@@ -187,7 +187,16 @@ class Service:
         """The one validation path of a run's settings on this server (model allowed, step
         limit, data this caller may read, then everything ``prepare`` checks). User errors
         raise here, before anything is queued."""
+        from . import config as C
         spec.model = self.settings.check_model(spec.model)
+        C.check_seed(spec.train_cfg.seed)
+        if spec.shots is not None:
+            C.check("shots", spec.shots)
+        if spec.max_eval is not None:
+            C.check("max_eval", spec.max_eval)
+        if len(spec.template or "") > C.MAX_TEMPLATE_CHARS:
+            raise ConfigError(f"the template is {len(spec.template)} characters long; "
+                              f"{C.range_text('template_chars')}")
         if spec.train_cfg.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
                               f"run")
@@ -402,7 +411,16 @@ class Service:
         from . import data as D
         from .fewshot import run_sweep, summarize
         self._check_backend()
+        from . import config as C
         spec.model = self.settings.check_model(spec.model)
+        if not spec.methods:
+            raise ConfigError("choose at least one method")
+        if not spec.ks:
+            raise ConfigError("give at least one k")
+        for k in spec.ks:
+            C.check("k", k)
+        for s in spec.seeds:
+            C.check_seed(s)
         if spec.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
                               f"run")

@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core.api import DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError, ModelLoadError
+from ptuning_core.api import (DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError,
+                              ModelLoadError, ranges)
 from ptuning_core.service import Service
 from ptuning_core.stats import fmt_pct
 
@@ -61,16 +62,18 @@ def restore_from_link() -> None:
     for short, key in SHARE_KEYS.items():
         if short in qp:
             v = qp[short]
-            if key in ("steps", "shots", "seed"):
-                try:
-                    v = int(v)
-                except ValueError:
+            if key in ("steps", "shots", "seed", "lr"):
+                v, err = ranges.parse(key, v, service().settings.max_steps
+                                      if key == "steps" else None)
+                if err:  # one line on the page, the page's own value stays
+                    st.session_state.setdefault("_link_msgs", []).append(
+                        f"The link's {short}={str(qp[short])[:40]} was ignored: {err}.")
                     continue
-            elif key == "lr":
-                try:
-                    v = float(v)
-                except ValueError:
-                    continue
+            elif key == "template" and len(v) > ranges.MAX_TEMPLATE_CHARS:
+                st.session_state.setdefault("_link_msgs", []).append(
+                    f"The link's template was ignored: it is {len(v)} characters long; "
+                    f"{ranges.range_text('template_chars')}.")
+                continue
             st.session_state[key] = v
             if key == "template":
                 st.session_state["template_input"] = v

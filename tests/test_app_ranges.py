@@ -1,0 +1,80 @@
+"""Issue 24: one definition of every range; link values out of range get one line, never a
+widget exception; seeds checked in one place; the Train form's numbers are in the URL."""
+import pytest
+
+from ptuning_core import config as C
+from ptuning_core.train import ConfigError
+
+
+def test_ranges_parse_check_and_clamp():
+    assert C.parse("shots", "16") == (16, None)
+    for raw in ("2000", "-4", "abc", "", "1e400", "nan", "3.5", "9" * 60):
+        v, err = C.parse("shots", raw)
+        assert v is None and "between 0 and 1000" in err and "invalid literal" not in err
+    assert C.parse("seed", str(2**32 - 1)) == (2**32 - 1, None)
+    assert C.parse("seed", str(2**32))[0] is None
+    assert C.parse("seed", "-1")[0] is None
+    assert C.parse("lr", "5")[0] is None and C.parse("lr", "0.005") == (0.005, None)
+    assert C.parse("steps", "500", hi=200)[1] == "steps must be between 1 and 200, got 500"
+    assert C.clamp("shots", 2000) == 1000 and C.clamp("seed", -1) == 0
+    for bad in (-5, 2**32, 99999999999999999999, 1.5, True, float("nan")):
+        with pytest.raises(ConfigError, match="seed must be between 0 and 4294967295"):
+            C.check_seed(bad)
+    assert C.parse_list("k", "4, 8,16") == [4, 8, 16]
+    for bad in ("abc", "4,x", "", "0", "-4", "4,,2000"):
+        with pytest.raises(ConfigError) as e:
+            C.parse_list("k", bad)
+        assert "invalid literal" not in str(e.value) and "base 10" not in str(e.value)
+
+
+@pytest.mark.parametrize("q,word", [({"k": "2000"}, "k=2000"), ({"k": "-4"}, "k=-4"),
+                                    ({"seed": "-1"}, "seed=-1"), ({"lr": "5"}, "lr=5"),
+                                    ({"steps": "abc"}, "steps=abc")])
+def test_train_link_out_of_range_gets_one_line_and_the_form(tiny_app, q, word):
+    _, page = tiny_app
+    at = page("pages/train.py", query=q)
+    assert not at.exception
+    assert any(word in w.value and "between" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    assert any(b.label == "Train" for b in at.button)  # the form is there
+    at.run()  # and stays usable on the next run of the page
+    assert not at.exception
+
+
+def test_train_link_in_range_fills_the_form_and_the_url_follows_the_form(tiny_app):
+    _, page = tiny_app
+    at = page("pages/train.py", query={"steps": "7", "lr": "0.005", "seed": "42", "k": "8"})
+    assert at.number_input(key="f_steps").value == 7
+    assert at.number_input(key="f_seed").value == 42
+    assert at.number_input(key="f_shots").value == 8
+    assert abs(at.number_input(key="f_lr").value - 0.005) < 1e-9
+    at.number_input(key="f_seed").set_value(99).run()
+    at.number_input(key="f_steps").set_value(25).run()
+    assert str(at.query_params["seed"]) == "99" and str(at.query_params["steps"]) == "25"
+    share = [c.value for c in at.code if "/train?" in c.value][-1]
+    assert "seed=99" in share and "steps=25" in share and "k=8" in share
+
+
+def test_seeds_are_checked_at_the_door(tiny_app):
+    from ptuning_core.api import ExperimentRequest, RunSpec, TrainConfig
+    svc, page = tiny_app
+    for seed in (-5, 2**32, 99999999999999999999):
+        with pytest.raises(ConfigError, match="seed must be between"):
+            svc.submit_experiment("me", ExperimentRequest("E1", model=page.model, seeds=[seed]))
+        spec = RunSpec(template="{sentence} It was [MASK]", train="sst2:train", eval="sst2:test",
+                       verbalizer={"negative": ["bad"], "positive": ["good"]}, model=page.model,
+                       label_field="label", train_cfg=TrainConfig(seed=seed))
+        with pytest.raises(ConfigError, match="seed must be between"):
+            svc.submit_run("me", spec)
+
+
+def test_experiments_page_refuses_bad_seeds_in_one_line(tiny_app):
+    _, page = tiny_app
+    at = page("pages/experiments.py")
+    for txt in ("99999999999999999999", "-5", "abc"):
+        at.text_input(key="exp_seeds").set_value(txt).run()
+        next(b for b in at.button if b.label.startswith("Run E1")).click().run()
+        assert not at.exception
+        assert any("seed must be between 0 and 4294967295" in e.value for e in at.error), \
+            [e.value for e in at.error]
+    assert "experiment_job" not in at.session_state  # nothing was queued
