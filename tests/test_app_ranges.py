@@ -78,3 +78,26 @@ def test_experiments_page_refuses_bad_seeds_in_one_line(tiny_app):
         assert any("seed must be between 0 and 4294967295" in e.value for e in at.error), \
             [e.value for e in at.error]
     assert "experiment_job" not in at.session_state  # nothing was queued
+
+
+def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monkeypatch):
+    import time
+
+    import ui.common
+    svc, page = tiny_app
+    first = page("pages/experiments.py")
+    who, token = first.session_state["sid"], first.session_state["_cookie_to_set"]
+
+    def boom(job):
+        raise ValueError("Overflow when unpacking long long\nsecond line")
+    from ptuning_core.api import EXPERIMENT_KIND
+    job = svc.submit_task(who, "E1 test", boom, "cpu", EXPERIMENT_KIND)
+    svc.queue.wait(job.id, 30)
+    assert job.status == "failed" and job.error == "ValueError: Overflow when unpacking long long"
+    monkeypatch.setattr("ui.classroom.request_token", lambda: token)
+    soon = page("pages/experiments.py")  # a refresh right after: the reason, once, one line
+    assert soon.session_state["sid"] == who
+    assert [e.value for e in soon.error] == [job.error]
+    job.ended = time.time() - ui.common.FAILURE_SHOWN_S - 1  # a new session, later
+    later = page("pages/experiments.py")
+    assert not later.error, [e.value for e in later.error]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import time
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -411,13 +412,25 @@ def pick_run(label: str, runs: list) -> str:
     return st.session_state[key]
 
 
+FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it
+
+
 def my_job(state_key: str, kind: str):
     """The job this session started (its id under ``state_key``), or, in a new tab or after a
     refresh, this identity's latest job of ``kind`` (a live one first); None if there is none."""
     svc = service()
     jid = st.session_state.get(state_key)
     job = svc.queue.get(jid) if jid else None
-    return job or svc.current_job(st.session_state.get("sid", ""), kind)
+    if job is not None:
+        return job
+    job = svc.current_job(st.session_state.get("sid", ""), kind)
+    if job is not None and job.status == "failed":
+        # a failure is shown once, with its job: to the session that started it, or to a
+        # refresh right after it; it does not follow the identity into later sessions
+        if time.time() - (job.ended or job.created) > FAILURE_SHOWN_S:
+            return None
+        st.session_state[state_key] = job.id  # this session now holds it, with its reason
+    return job
 
 
 def heartbeat() -> None:
