@@ -101,3 +101,22 @@ def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monk
     job.ended = time.time() - ui.common.FAILURE_SHOWN_S - 1  # a new session, later
     later = page("pages/experiments.py")
     assert not later.error, [e.value for e in later.error]
+
+
+def test_a_link_to_an_unknown_run_says_so_and_the_open_run_is_in_the_url(tiny_app):
+    svc, page = tiny_app
+    first = page()
+    who = first.session_state["sid"]
+    a = svc.store.create("run a", {}, who, status="cancelled")
+    b = svc.store.create("run b", {}, who, status="cancelled")
+    at = page("pages/runs.py", query={"run": "deadbeef0000"})
+    assert any("no run `deadbeef0000`" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    shown = str(at.query_params["run"])
+    assert shown in (a, b)
+    other = a if shown == b else b
+    at.selectbox[0].set_value(other).run()  # picking a run clears the line, the URL follows
+    assert not any("deadbeef0000" in w.value for w in at.warning)
+    assert str(at.query_params["run"]) == other
+    at = page("pages/runs.py", query={"run": a})  # a link to a run opens that run, no warning
+    assert str(at.query_params["run"]) == a and not any("no run" in w.value for w in at.warning)

@@ -402,6 +402,9 @@ def pick_run(label: str, runs: list) -> str:
     wanted = st.query_params.get("run")
     if st.session_state.get(key) not in ids:
         st.session_state[key] = wanted if wanted in ids else ids[0]
+    if wanted and wanted not in ids:  # a link (or the address after a delete) to no run here
+        st.session_state[f"{key}-missing"] = (wanted[:40], st.session_state[key])
+    note = st.empty()  # above the picker, filled once the picker's choice is known
     # The browser's picker keeps showing an option's old label when only the label changes
     # (a rename): a new widget (keyed by the labels) for new labels, on the same run.
     import zlib
@@ -409,6 +412,11 @@ def pick_run(label: str, runs: list) -> str:
     if st.session_state.get(wkey) not in ids:
         st.session_state[wkey] = st.session_state[key]
     st.session_state[key] = st.selectbox(label, ids, key=wkey, format_func=names.get)
+    missing = st.session_state.get(f"{key}-missing")
+    if missing and missing[1] == st.session_state[key]:  # until another run is picked
+        note.warning(f"There is no run `{missing[0]}` here: it does not exist, was deleted or "
+                     f"is not visible to you. Showing `{missing[1]}` instead; pick one below.")
+    st.query_params["run"] = st.session_state[key]  # the link is state: the open run
     return st.session_state[key]
 
 
