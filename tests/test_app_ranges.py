@@ -32,7 +32,7 @@ def test_ranges_parse_check_and_clamp():
                                     ({"steps": "abc"}, "steps=abc")])
 def test_train_link_out_of_range_gets_one_line_and_the_form(tiny_app, q, word):
     _, page = tiny_app
-    at = page("pages/train.py", query=q)
+    at = page("app_pages/train.py", query=q)
     assert not at.exception
     assert any(word in w.value and "between" in w.value for w in at.warning), \
         [w.value for w in at.warning]
@@ -43,7 +43,7 @@ def test_train_link_out_of_range_gets_one_line_and_the_form(tiny_app, q, word):
 
 def test_train_link_in_range_fills_the_form_and_the_url_follows_the_form(tiny_app):
     _, page = tiny_app
-    at = page("pages/train.py", query={"steps": "7", "lr": "0.005", "seed": "42", "k": "8"})
+    at = page("app_pages/train.py", query={"steps": "7", "lr": "0.005", "seed": "42", "k": "8"})
     assert at.number_input(key="f_steps").value == 7
     assert at.number_input(key="f_seed").value == 42
     assert at.number_input(key="f_shots").value == 8
@@ -70,7 +70,7 @@ def test_seeds_are_checked_at_the_door(tiny_app):
 
 def test_experiments_page_refuses_bad_seeds_in_one_line(tiny_app):
     _, page = tiny_app
-    at = page("pages/experiments.py")
+    at = page("app_pages/experiments.py")
     for txt in ("99999999999999999999", "-5", "abc"):
         at.text_input(key="exp_seeds").set_value(txt).run()
         next(b for b in at.button if b.label.startswith("Run E1")).click().run()
@@ -85,7 +85,7 @@ def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monk
 
     import ui.common
     svc, page = tiny_app
-    first = page("pages/experiments.py")
+    first = page("app_pages/experiments.py")
     who, token = first.session_state["sid"], first.session_state["_cookie_to_set"]
 
     def boom(job):
@@ -95,11 +95,11 @@ def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monk
     svc.queue.wait(job.id, 30)
     assert job.status == "failed" and job.error == "ValueError: Overflow when unpacking long long"
     monkeypatch.setattr("ui.classroom.request_token", lambda: token)
-    soon = page("pages/experiments.py")  # a refresh right after: the reason, once, one line
+    soon = page("app_pages/experiments.py")  # a refresh right after: the reason, once, one line
     assert soon.session_state["sid"] == who
     assert [e.value for e in soon.error] == [job.error]
     job.ended = time.time() - ui.common.FAILURE_SHOWN_S - 1  # a new session, later
-    later = page("pages/experiments.py")
+    later = page("app_pages/experiments.py")
     assert not later.error, [e.value for e in later.error]
 
 
@@ -109,7 +109,7 @@ def test_a_link_to_an_unknown_run_says_so_and_the_open_run_is_in_the_url(tiny_ap
     who = first.session_state["sid"]
     a = svc.store.create("run a", {}, who, status="cancelled")
     b = svc.store.create("run b", {}, who, status="cancelled")
-    at = page("pages/runs.py", query={"run": "deadbeef0000"})
+    at = page("app_pages/runs.py", query={"run": "deadbeef0000"})
     assert any("no run `deadbeef0000`" in w.value for w in at.warning), \
         [w.value for w in at.warning]
     shown = str(at.query_params["run"])
@@ -118,5 +118,25 @@ def test_a_link_to_an_unknown_run_says_so_and_the_open_run_is_in_the_url(tiny_ap
     at.selectbox[0].set_value(other).run()  # picking a run clears the line, the URL follows
     assert not any("deadbeef0000" in w.value for w in at.warning)
     assert str(at.query_params["run"]) == other
-    at = page("pages/runs.py", query={"run": a})  # a link to a run opens that run, no warning
+    at = page("app_pages/runs.py", query={"run": a})  # a link to a run opens that run, no warning
     assert str(at.query_params["run"]) == a and not any("no run" in w.value for w in at.warning)
+
+
+def test_a_deep_link_on_a_fresh_server_runs_the_entry_point():
+    """Streamlit treats a ``pages/`` folder beside the entry point as a v1 multipage app until
+    st.navigation first runs: a deep link as the first request on a fresh server ran the page
+    script alone (no sidebar, no identity; streamlit#9624). The pages live in app_pages/."""
+    from pathlib import Path
+
+    from streamlit.runtime.pages_manager import PagesManager
+    root = Path(__file__).resolve().parent.parent
+    assert not (root / "pages").exists()
+    old = PagesManager.uses_pages_directory
+    try:
+        PagesManager.uses_pages_directory = None  # as in a freshly started server
+        PagesManager(str(root / "app.py"))
+        assert PagesManager.uses_pages_directory is False
+    finally:
+        PagesManager.uses_pages_directory = old
+    nav = (root / "app.py").read_text()
+    assert all(f'"app_pages/{p.stem}.py"' in nav for p in (root / "app_pages").glob("*.py"))
