@@ -97,8 +97,11 @@ class Settings:
         name = (name or "").strip() or DEFAULT_MODEL
         if name == DEFAULT_MODEL or name in self.allowed_models:
             return name
+        if len(name) > 300 or "\x00" in name:  # no model has such a name (and os.stat raises)
+            raise ModelLoadError(f"the model '{name[:40]}…' is not on this server's list of "
+                                 f"allowed models")
         looks_local = name.startswith((".", "/", "~")) or name.endswith(".gguf") or \
-            "\\" in name or ".." in name or Path(os.path.expanduser(name)).exists()
+            "\\" in name or ".." in name or _exists(name)
         if looks_local:
             if self.allow_local_paths:
                 return name
@@ -108,6 +111,13 @@ class Settings:
             return name
         raise ModelLoadError(f"the model '{name}' is not on this server's list of allowed "
                              f"models")
+
+
+def _exists(name: str) -> bool:
+    try:
+        return Path(os.path.expanduser(name)).exists()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        return False
 
 
 KIND_WORDS = {"train": "this run", "compare": "this comparison", "sweep": "this sweep",

@@ -140,3 +140,12 @@ def test_a_deep_link_on_a_fresh_server_runs_the_entry_point():
         PagesManager.uses_pages_directory = old
     nav = (root / "app.py").read_text()
     assert all(f'"app_pages/{p.stem}.py"' in nav for p in (root / "app_pages").glob("*.py"))
+
+
+def test_a_very_long_model_name_from_a_link_is_one_line_not_an_os_error(tiny_app):
+    from ptuning_core.api import ModelLoadError
+    svc, page = tiny_app
+    with pytest.raises(ModelLoadError, match="not on this server's list"):
+        svc.settings.check_model("P" * 5000)  # os.stat raised "File name too long" here
+    at = page("app_pages/board.py", query={"m": "P" * 5000})
+    assert not at.exception
