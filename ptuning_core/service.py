@@ -408,6 +408,8 @@ class Service:
         comparison entry belong to ``who``."""
         from .compare import run_comparison, variant_specs
         self._check_backend()
+        if not variants:
+            raise ConfigError("choose at least one variant to compare with the discrete prompt")
         self.check_spec(who, spec)
         variant_specs(spec, variants)  # unknown variants raise here
         store, runner = self.store, self._runner(who)

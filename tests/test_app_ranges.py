@@ -149,3 +149,23 @@ def test_a_very_long_model_name_from_a_link_is_one_line_not_an_os_error(tiny_app
         svc.settings.check_model("P" * 5000)  # os.stat raised "File name too long" here
     at = page("app_pages/board.py", query={"m": "P" * 5000})
     assert not at.exception
+
+
+def test_buttons_that_cannot_act_say_why(tiny_app):
+    svc, page = tiny_app
+    at = page("app_pages/compare.py")
+    next(m for m in at.multiselect if m.label == "Variants").set_value([])
+    next(b for b in at.button if b.label == "Compare").click().run()
+    assert any("choose at least one variant" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert "compare_job" not in at.session_state
+    at = page("app_pages/fewshot.py")
+    next(m for m in at.multiselect if m.label == "Methods").set_value([])
+    next(b for b in at.button if b.label == "Run sweep").click().run()
+    assert any("Choose at least one method" in e.value for e in at.error)
+    at = page("app_pages/fewshot.py")
+    next(t for t in at.text_input if t.label.startswith("k values")).set_value("4,abc")
+    next(b for b in at.button if b.label == "Run sweep").click().run()
+    errs = [e.value for e in at.error]
+    assert any("k values:" in e and "between 1 and 1000" in e for e in errs), errs
+    assert not any("invalid literal" in e for e in errs)
