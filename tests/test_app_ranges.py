@@ -169,3 +169,17 @@ def test_buttons_that_cannot_act_say_why(tiny_app):
     errs = [e.value for e in at.error]
     assert any("k values:" in e and "between 1 and 1000" in e for e in errs), errs
     assert not any("invalid literal" in e for e in errs)
+
+
+def test_a_significant_verdict_gives_the_better_ones_lead_with_a_plus_sign():
+    from ptuning_core.stats import mcnemar, verdict
+    a = [True] * 40 + [True] * 10
+    b = [True] * 40 + [False] * 10  # a right on 10 where b is wrong: a is better by 20 points
+    text = verdict("discrete", 1.0, "discretized", 0.8, mcnemar(a, b))
+    assert text.startswith("discrete is significantly better than discretized (+20.0 points")
+
+
+def test_confusion_matrix_puts_the_first_class_on_top():
+    from ui.common import confusion_figure
+    fig = confusion_figure([[5, 1], [2, 6]], ["negative", "positive"], "t")
+    assert fig.layout.yaxis.autorange == "reversed"

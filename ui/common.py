@@ -296,6 +296,7 @@ def confusion_figure(conf: list, classes: list, title: str) -> go.Figure:
                                text=conf, texttemplate="%{text}"))
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="gold", height=300,
                       margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(autorange="reversed")  # first class on top: the correct cells on the diagonal
     return fig
 
 
@@ -489,11 +490,11 @@ def queue_panel() -> None:
 def runs_frame(runs: list) -> pd.DataFrame:
     """The Runs table from ``RunSummary``s."""
     return pd.DataFrame([{
-        "id": r.id, "name": r.name, "status": r.status, "template": r.template,
-        "dataset": r.train_ref.split("/")[-1],
+        "id": r.id, "name": r.name, "status": r.status, "template": r.template or "—",
+        "dataset": (r.train_ref or "").split("/")[-1] or "—",
         "discrete": r.discrete.accuracy if r.discrete else None,
-        "discrete 95% CI": r.discrete.text if r.discrete else None,
+        "discrete 95% CI": r.discrete.text if r.discrete else "—",  # not "None" (cancelled, imported)
         "continuous": r.continuous.accuracy if r.continuous else None,
-        "continuous 95% CI": r.continuous.text if r.continuous else None,
+        "continuous 95% CI": r.continuous.text if r.continuous else "—",
         "n": r.n, "p (McNemar)": r.mcnemar_p, "steps": r.steps, "shared": r.shared,
         "created": pd.to_datetime(r.created, unit="s")} for r in runs])
