@@ -351,7 +351,12 @@ class Service:
         """One example (a text per template field) through a run's learned prompt, without its
         encoder: class probabilities, or the top tokens (open vocabulary). User errors (no
         run, no prompt, a field missing, a model not allowed) raise with one line."""
+        from . import config as C
         from .learned import example_from, predict
+        for name, text in (fields or {}).items():
+            if isinstance(text, str) and len(text) > C.MAX_TEXT_CHARS:
+                raise ConfigError(f"the text of '{name}' is {len(text)} characters long; "
+                                  f"{C.range_text('text_chars')}")
         lp = self.learned_prompt(run_id)
         ex = example_from(lp, fields)
         key = json.dumps([run_id, ex], sort_keys=True)
@@ -507,7 +512,8 @@ class Service:
         after a refresh or in a new tab)."""
         mine = [j for j in self.queue.jobs(who) if j.kind == kind]
         live = [j for j in mine if not j.done]
-        return (live or mine or [None])[-1]
+        running = [j for j in live if j.status == "running"]  # the current one, not the next
+        return (running or live or mine or [None])[-1]
 
     # ---- who may change what ------------------------------------------------------------------
     def is_teacher(self, who: str) -> bool:

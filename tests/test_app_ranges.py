@@ -183,3 +183,42 @@ def test_confusion_matrix_puts_the_first_class_on_top():
     from ui.common import confusion_figure
     fig = confusion_figure([[5, 1], [2, 6]], ["negative", "positive"], "t")
     assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_current_run_is_the_running_one_not_the_next_queued(monkeypatch, request):
+    monkeypatch.setenv("PTUNING_MAX_STEPS", "100000")
+    tiny_app = request.getfixturevalue("tiny_app")
+    import time
+
+    from ptuning_core.api import RunSpec, TrainConfig
+    svc, page = tiny_app
+    first = page()
+    who, token = first.session_state["sid"], first.session_state["_cookie_to_set"]
+
+    def spec(name):
+        return RunSpec(template="{sentence} [P*3] It was [MASK]", train="sentiment:train",
+                       eval="sentiment:test", verbalizer={"negative": ["terrible"],
+                                                          "positive": ["great"]},
+                       model=page.model, name=name, shots=2, max_eval=6,
+                       train_cfg=TrainConfig(steps=100000, batch_size=2))
+    a = svc.submit_run(who, spec("a"))
+    b = svc.submit_run(who, spec("b"))
+    try:
+        end = time.time() + 60
+        while a.status != "running" and time.time() < end:
+            time.sleep(0.1)
+        assert a.status == "running" and b.status == "queued"
+        monkeypatch.setattr("ui.classroom.request_token", lambda: token)
+        at = page("app_pages/train.py", active_job=b.id)  # this session queued b last
+        shown = [c.value for c in at.caption if "Run id" in c.value]
+        assert shown and a.run_id in shown[0] and b.run_id not in shown[0], shown
+    finally:
+        for j in (b, a):
+            svc.stop_job(j.id, who)
+
+
+def test_try_it_with_a_too_long_text_names_the_text_not_the_template(tiny_app):
+    svc, _ = tiny_app
+    with pytest.raises(ConfigError, match="the text of 'sentence' is 20001 characters long; "
+                                          "text length .characters. must be between 1 and 20000"):
+        svc.predict("deadbeef0000", {"sentence": "a" * 20001})

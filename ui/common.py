@@ -430,9 +430,12 @@ def my_job(state_key: str, kind: str):
     svc = service()
     jid = st.session_state.get(state_key)
     job = svc.queue.get(jid) if jid else None
-    if job is not None:
+    if job is not None and job.status != "queued":
         return job
-    job = svc.current_job(st.session_state.get("sid", ""), kind)
+    current = svc.current_job(st.session_state.get("sid", ""), kind)
+    if job is not None:  # queued: the identity's running one, if any, is the current one
+        return current if current is not None and current.status == "running" else job
+    job = current
     if job is not None and job.status == "failed":
         # a failure is shown once, with its job: to the session that started it, or to a
         # refresh right after it; it does not follow the identity into later sessions
