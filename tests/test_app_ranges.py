@@ -222,3 +222,13 @@ def test_try_it_with_a_too_long_text_names_the_text_not_the_template(tiny_app):
     with pytest.raises(ConfigError, match="the text of 'sentence' is 20001 characters long; "
                                           "text length .characters. must be between 1 and 20000"):
         svc.predict("deadbeef0000", {"sentence": "a" * 20001})
+
+
+def test_a_small_upload_at_the_default_k_suggests_a_k_that_works():
+    from ptuning_core.api import DataError
+    from ptuning_core.data import sample_k_shot
+    rows = [{"sentence": f"s{i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]
+    with pytest.raises(DataError, match=r"use k = 10 or less, or train on all examples"):
+        sample_k_shot(rows, 16, 13, "label")
+    train, dev = sample_k_shot(rows, 10, 13, "label")  # the suggested k works
+    assert len(train) == 20 and len(dev) == 20
