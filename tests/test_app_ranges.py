@@ -232,3 +232,9 @@ def test_a_small_upload_at_the_default_k_suggests_a_k_that_works():
         sample_k_shot(rows, 16, 13, "label")
     train, dev = sample_k_shot(rows, 10, 13, "label")  # the suggested k works
     assert len(train) == 20 and len(dev) == 20
+
+
+def test_fewshot_summary_names_its_seed_count_seeds_not_n():
+    from ptuning_core.api import SweepPoint
+    row = SweepPoint("ptuning", 4, 0.7, 0.05, 3).as_row()
+    assert row["seeds"] == 3 and "n" not in row
