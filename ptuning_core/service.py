@@ -671,7 +671,7 @@ class Service:
         if "name" in values:
             self.classroom.set_name(who, values["name"] or "")
         changes = {k: values[k] for k in ("template", "template_input", "dataset", "model",
-                                          "pin_seen") if k in values}
+                                          "pin_seen", "label_tokens") if k in values}
         if "upload" in values:
             changes["upload"] = uploads.meta(values["upload"]) if values["upload"] else None
         if "hfdata" in values:
@@ -690,6 +690,8 @@ class Service:
         kept = self.classroom.state(who)
         out = {k: kept[k] for k in ("template", "template_input", "dataset", "pin_seen")
                if k in kept}
+        if kept.get("label_tokens") in ("words", "learned"):  # Studio's learned-label toggle
+            out["label_tokens"] = kept["label_tokens"]
         out["name"] = self.classroom.name(who)
         out["problems"] = []
         if kept.get("model"):

@@ -238,3 +238,15 @@ def test_fewshot_summary_names_its_seed_count_seeds_not_n():
     from ptuning_core.api import SweepPoint
     row = SweepPoint("ptuning", 4, 0.7, 0.05, 3).as_row()
     assert row["seeds"] == 3 and "n" not in row
+
+
+def test_the_learned_label_toggle_survives_a_refresh(tiny_app, monkeypatch):
+    _, page = tiny_app
+    first = page()
+    token = first.session_state["_cookie_to_set"]
+    next(t for t in first.toggle if t.label == "Learned label tokens").set_value(True).run()
+    assert first.session_state["label_tokens"] == "learned"
+    monkeypatch.setattr("ui.classroom.request_token", lambda: token)
+    again = page()  # a refresh: a new session of the same browser
+    assert again.session_state["label_tokens"] == "learned"
+    assert next(t for t in again.toggle if t.label == "Learned label tokens").value is True
