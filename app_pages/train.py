@@ -77,6 +77,10 @@ with st.container(border=True):  # no st.form: every change reaches the link at 
                           next(f"{r.name} · {i}" for r in same if r.id == i),
                           key="f_resume", help="same template and model; pick its encoder")
     go = st.button("Train", type="primary")
+    st.caption(f"Steps {lo_hi('steps', max_steps)[0]}–{lo_hi('steps', max_steps)[1]} · learning "
+               f"rate {ranges.bounds('lr')[0]:g}–{ranges.bounds('lr')[1]:g} · seed "
+               f"0–{ranges.bounds('seed')[1]} · k-shot 0–{ranges.bounds('shots')[1]}: a number "
+               f"typed outside its range is not taken (the field keeps its last value)")
 
 # the link is state: the address bar (and "Share these settings") carries the form as it is now
 st.session_state.update(steps=int(steps), lr=float(lr), encoder=enc, seed=int(seed),
