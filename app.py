@@ -10,18 +10,18 @@ try:
     restore_from_link()
     backend_banner()
     nav = st.navigation({
-        "Build": [st.Page("pages/studio.py", title="Template Studio", icon=":material/edit:",
+        "Build": [st.Page("app_pages/studio.py", title="Template Studio", icon=":material/edit:",
                           default=True),
-                  st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-                  st.Page("pages/runs.py", title="Runs", icon=":material/history:")],
-        "Understand": [st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-                       st.Page("pages/embeddings.py", title="Embeddings",
+                  st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+                  st.Page("app_pages/runs.py", title="Runs", icon=":material/history:")],
+        "Understand": [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+                       st.Page("app_pages/embeddings.py", title="Embeddings",
                                icon=":material/scatter_plot:"),
-                       st.Page("pages/fewshot.py", title="Few-shot",
+                       st.Page("app_pages/fewshot.py", title="Few-shot",
                                icon=":material/show_chart:"),
-                       st.Page("pages/experiments.py", title="Experiments",
+                       st.Page("app_pages/experiments.py", title="Experiments",
                                icon=":material/science:")],
-        "Class": [st.Page("pages/board.py", title="Class board", icon=":material/leaderboard:")],
+        "Class": [st.Page("app_pages/board.py", title="Class board", icon=":material/leaderboard:")],
     })
     sidebar()
     classroom_sidebar()

@@ -5,6 +5,7 @@ formatting helpers of ``stats``). tests/test_door.py checks it."""
 from __future__ import annotations
 
 from .backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
+from . import config as ranges  # the user-facing ranges and UI defaults (config.py)
 from .compare import VARIANTS
 from .data import DEFAULT_SEEDS, DataError
 from .experiment import USER_ERRORS, RunSpec
@@ -25,7 +26,7 @@ from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, 
 __all__ = [
     # requests and their defaults (TrainConfig holds the one set of training defaults)
     "RunSpec", "TrainConfig", "SweepSpec", "VARIANTS", "METHODS", "DEFAULT_METHODS",
-    "DEFAULT_MODEL", "DEFAULT_LABEL", "DEFAULT_SEEDS",
+    "DEFAULT_MODEL", "DEFAULT_LABEL", "DEFAULT_SEEDS", "ranges",
     # the method's claims as experiments (requests, the catalogue, what comes back)
     "ExperimentRequest", "EXPERIMENTS", "Experiment", "get_experiment", "EXPERIMENT_KIND",
     "ExperimentResult",

@@ -344,12 +344,8 @@ def cmd_import(a) -> int:
 
 
 def _int_list(text: str, what: str) -> list:
-    from .train import ConfigError
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"{what} must be whole numbers separated by commas, got '{text}'") \
-            from None
+    from . import config as C
+    return C.parse_list("seed" if "seed" in what else "k", text)
 
 
 def cmd_fewshot(a) -> int:
@@ -557,4 +553,36 @@ def main(argv=None) -> int:
     w.add_argument("--device", default="auto")
     w.set_defaults(fn=cmd_warmup)
     a = p.parse_args(argv)
+    bad = _check_numbers(a)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
     return a.fn(a)
+
+
+# flag -> the range it is checked with (ptuning_core/config.py, the same as the door and pages)
+NUMBER_FLAGS = {"seed": "seed", "steps": "steps", "lr": "lr", "batch_size": "batch_size",
+                "shots": "shots", "max_eval": "max_eval", "eval_every": "eval_every",
+                "aux_weight": "aux_weight"}
+
+
+def _check_numbers(a) -> str:
+    """The numeric flags, checked against the ranges before anything loads: '' or one line."""
+    from . import config as C
+    from .train import ConfigError
+    for flag, name in NUMBER_FLAGS.items():
+        v = getattr(a, flag, None)
+        if v is None:
+            continue
+        try:
+            C.check(name, v)
+        except ConfigError as e:
+            return f"--{flag.replace('_', '-')}: {e}"
+    for flag, name in (("k", "k"), ("seeds", "seed")):
+        v = getattr(a, flag, None)
+        if isinstance(v, str) and a.cmd in ("fewshot", "experiment"):
+            try:
+                C.parse_list(name, v)
+            except ConfigError as e:
+                return f"--{flag}: {e}"
+    return ""

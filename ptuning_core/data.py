@@ -252,6 +252,12 @@ def bundled_info(ref: Optional[str]) -> Optional[dict]:
     return manifest()[ref.rsplit(":", 1)[0]]
 
 
+def _k_hint(most: int) -> str:
+    """What would work instead: the largest k these examples allow, or all of them."""
+    every = "train on all examples (k-shot 0 on the Train page, no --shots in the CLI)"
+    return f": use k = {most} or less, or {every}" if most >= 1 else f": {every}"
+
+
 def sample_k_shot(rows: list, k: int, seed: int, label_field: str = "label",
                   vocab: bool = False) -> tuple:
     """k examples per class for training and a disjoint k per class for dev (k in all for an
@@ -264,7 +270,8 @@ def sample_k_shot(rows: list, k: int, seed: int, label_field: str = "label",
         idx = list(range(len(rows)))
         rng.shuffle(idx)
         if len(idx) < 2 * k:
-            raise DataError(f"k={k} needs {2 * k} examples (train + dev); there are {len(idx)}")
+            raise DataError(f"k={k} needs {2 * k} examples (train + dev); there are {len(idx)}"
+                            + _k_hint(len(idx) // 2))
         return [rows[i] for i in idx[:k]], [rows[i] for i in idx[k:2 * k]]
     by: dict = {}
     for i, r in enumerate(rows):
@@ -275,7 +282,8 @@ def sample_k_shot(rows: list, k: int, seed: int, label_field: str = "label",
         rng.shuffle(idx)
         if len(idx) < 2 * k:
             raise DataError(f"k={k} needs {2 * k} examples of class '{c}' (train + dev); "
-                            f"there are {len(idx)}")
+                            f"there are {len(idx)}"
+                            + _k_hint(min(len(v) for v in by.values()) // 2))
         train += idx[:k]
         dev += idx[k:2 * k]
     rng.shuffle(train)

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from . import data as D
 from .stats import ALPHA, fmt_acc, mcnemar, mean_std, round_p, wilson
+from . import config as C
 from .train import ConfigError, TrainConfig
 
 __all__ = ["ConfigError", "EXPERIMENTS", "Experiment", "ExperimentRequest", "ExperimentResult",
@@ -169,6 +170,8 @@ def plan(req: ExperimentRequest) -> Plan:
     p = replace(p, **over)
     if not p.seeds or len(p.seeds) > MAX_SEEDS or len(set(p.seeds)) != len(p.seeds):
         raise ConfigError(f"give 1 to {MAX_SEEDS} different seeds")
+    for s in p.seeds:
+        C.check_seed(s)
     if not p.ks or min(p.ks) < 1:
         raise ConfigError("k (examples per class) must be at least 1")
     if p.max_eval is not None and p.max_eval < 1:

@@ -295,7 +295,8 @@ class JobQueue:
                 job.fn(job)  # it stores its own result (the run store)
                 status = "stopped" if job.stop.is_set() else "finished"
             except BaseException as e:  # the worker must survive anything a job does
-                job.error = f"{type(e).__name__}: {e}"[:2000]
+                # one line for the user (the traceback goes to the server log below)
+                job.error = (f"{type(e).__name__}: {e}".strip().splitlines() or ["failed"])[0][:300]
                 log.error("job %s (%s) failed: %s\n%s", job.id, job.label, job.error,
                           traceback.format_exc(limit=5))
                 status = "failed"

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS classroom (
 );
 """
 # The working state kept per identity (anything else a page holds stays in its browser session).
-STATE_KEYS = ("template", "template_input", "dataset", "model", "upload", "hf", "pin_seen")
+STATE_KEYS = ("template", "template_input", "dataset", "model", "upload", "hf", "pin_seen",
+              "label_tokens")
 MAX_STATE_BYTES = 64_000
 MAX_NAME = 40
 

@@ -98,8 +98,11 @@ class Settings:
         name = (name or "").strip() or DEFAULT_MODEL
         if name == DEFAULT_MODEL or name in self.allowed_models:
             return name
+        if len(name) > 300 or "\x00" in name:  # no model has such a name (and os.stat raises)
+            raise ModelLoadError(f"the model '{name[:40]}…' is not on this server's list of "
+                                 f"allowed models")
         looks_local = name.startswith((".", "/", "~")) or name.endswith(".gguf") or \
-            "\\" in name or ".." in name or Path(os.path.expanduser(name)).exists()
+            "\\" in name or ".." in name or _exists(name)
         if looks_local:
             if self.allow_local_paths:
                 return name
@@ -109,6 +112,13 @@ class Settings:
             return name
         raise ModelLoadError(f"the model '{name}' is not on this server's list of allowed "
                              f"models")
+
+
+def _exists(name: str) -> bool:
+    try:
+        return Path(os.path.expanduser(name)).exists()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        return False
 
 
 KIND_WORDS = {"train": "this run", "compare": "this comparison", "sweep": "this sweep",
@@ -195,7 +205,16 @@ class Service:
         """The one validation path of a run's settings on this server (model allowed, step
         limit, data this caller may read, then everything ``prepare`` checks). User errors
         raise here, before anything is queued."""
+        from . import config as C
         spec.model = self.settings.check_model(spec.model)
+        C.check_seed(spec.train_cfg.seed)
+        if spec.shots is not None:
+            C.check("shots", spec.shots)
+        if spec.max_eval is not None:
+            C.check("max_eval", spec.max_eval)
+        if len(spec.template or "") > C.MAX_TEMPLATE_CHARS:
+            raise ConfigError(f"the template is {len(spec.template)} characters long; "
+                              f"{C.range_text('template_chars')}")
         if spec.train_cfg.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
                               f"run")
@@ -344,7 +363,12 @@ class Service:
         """One example (a text per template field) through a run's learned prompt, without its
         encoder: class probabilities, or the top tokens (open vocabulary). User errors (no
         run, no prompt, a field missing, a model not allowed) raise with one line."""
+        from . import config as C
         from .learned import example_from, predict
+        for name, text in (fields or {}).items():
+            if isinstance(text, str) and len(text) > C.MAX_TEXT_CHARS:
+                raise ConfigError(f"the text of '{name}' is {len(text)} characters long; "
+                                  f"{C.range_text('text_chars')}")
         lp = self.learned_prompt(run_id)
         ex = example_from(lp, fields)
         key = json.dumps([run_id, ex], sort_keys=True)
@@ -401,6 +425,8 @@ class Service:
         comparison entry belong to ``who``."""
         from .compare import run_comparison, variant_specs
         self._check_backend()
+        if not variants:
+            raise ConfigError("choose at least one variant to compare with the discrete prompt")
         self.check_spec(who, spec)
         variant_specs(spec, variants)  # unknown variants raise here
         store, runner = self.store, self._runner(who)
@@ -414,7 +440,16 @@ class Service:
         from . import data as D
         from .fewshot import run_sweep, summarize
         self._check_backend()
+        from . import config as C
         spec.model = self.settings.check_model(spec.model)
+        if not spec.methods:
+            raise ConfigError("choose at least one method")
+        if not spec.ks:
+            raise ConfigError("give at least one k")
+        for k in spec.ks:
+            C.check("k", k)
+        for s in spec.seeds:
+            C.check_seed(s)
         if spec.steps > self.settings.max_steps:
             raise ConfigError(f"this server allows at most {self.settings.max_steps} steps per "
                               f"run")
@@ -489,7 +524,8 @@ class Service:
         after a refresh or in a new tab)."""
         mine = [j for j in self.queue.jobs(who) if j.kind == kind]
         live = [j for j in mine if not j.done]
-        return (live or mine or [None])[-1]
+        running = [j for j in live if j.status == "running"]  # the current one, not the next
+        return (running or live or mine or [None])[-1]
 
     # ---- who may change what ------------------------------------------------------------------
     def is_teacher(self, who: str) -> bool:
@@ -759,7 +795,7 @@ class Service:
         if "name" in values:
             self.classroom.set_name(who, values["name"] or "")
         changes = {k: values[k] for k in ("template", "template_input", "dataset", "model",
-                                          "pin_seen") if k in values}
+                                          "pin_seen", "label_tokens") if k in values}
         if "upload" in values:
             changes["upload"] = uploads.meta(values["upload"]) if values["upload"] else None
         if "hfdata" in values:
@@ -778,6 +814,8 @@ class Service:
         kept = self.classroom.state(who)
         out = {k: kept[k] for k in ("template", "template_input", "dataset", "pin_seen")
                if k in kept}
+        if kept.get("label_tokens") in ("words", "learned"):  # Studio's learned-label toggle
+            out["label_tokens"] = kept["label_tokens"]
         out["name"] = self.classroom.name(who)
         out["problems"] = []
         if kept.get("model"):

@@ -118,7 +118,8 @@ def verdict(name_a: str, acc_a: float, name_b: str, acc_b: float, paired: Paired
                 f"on these {paired.n} examples the gap may be noise.")
     better, worse = (name_b, name_a) if paired.only_b_right > paired.only_a_right else \
         (name_a, name_b)
-    return (f"{better} is significantly better than {worse} ({diff:+.1f} points, McNemar "
+    lead = diff if better == name_b else -diff  # the better one's lead: the sign reads right
+    return (f"{better} is significantly better than {worse} ({lead:+.1f} points, McNemar "
             f"p = {paired.mcnemar_p:.2g} < 0.05; {where}).")
 
 

@@ -483,8 +483,9 @@ class SweepPoint:
     n: int  # seeds
 
     def as_row(self) -> dict:
+        # "seeds", not "n": everywhere else n is the number of test examples
         return {"method": self.method, "k": self.k, "mean": self.mean, "std": self.std,
-                "n": self.n}
+                "seeds": self.n}
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def _wait_for_runs(status=("finished",), timeout=60):
 
 
 def test_train_a_run_and_find_it_in_the_history(app):
-    at = app("pages/train.py")
+    at = app("app_pages/train.py")
     at.number_input(key="f_steps").set_value(5)
     at.number_input(key="f_shots").set_value(4)
     at.number_input(key="f_max_eval").set_value(20)
@@ -72,7 +72,7 @@ def test_train_a_run_and_find_it_in_the_history(app):
     at.run()
     assert any(m.label == "continuous accuracy" for m in at.metric), [m.label for m in at.metric]
     assert any(c.proto.spec and "loss" in c.proto.spec for c in at.get("plotly_chart"))
-    at2 = app("pages/runs.py")
+    at2 = app("app_pages/runs.py")
     assert any(runs[0]["id"] in df.value["id"].tolist() for df in at2.dataframe)
     assert any(m.label == "continuous accuracy" for m in at2.metric)
     # every accuracy comes with its interval, and the comparison with its paired test
@@ -86,7 +86,7 @@ def test_stop_a_run(app):
     from ptuning_core.experiment import RunSpec
     from ptuning_core.train import TrainConfig
     from ui.common import service
-    app("pages/train.py")  # the page is up; the run is submitted through the same service
+    app("app_pages/train.py")  # the page is up; the run is submitted through the same service
     svc = service()
     spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
                    eval="sentiment:test", verbalizer={"negative": ["terrible"],
@@ -110,8 +110,8 @@ def test_shared_link_restores_state(tiny_app):
     assert at.session_state["steps"] == 17
 
 
-@pytest.mark.parametrize("page", ["pages/compare.py", "pages/embeddings.py", "pages/fewshot.py",
-                                  "pages/board.py", "pages/runs.py"])
+@pytest.mark.parametrize("page", ["app_pages/compare.py", "app_pages/embeddings.py", "app_pages/fewshot.py",
+                                  "app_pages/board.py", "app_pages/runs.py"])
 def test_every_page_renders_empty(app, page):
     app(page)
 

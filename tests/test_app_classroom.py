@@ -90,7 +90,7 @@ def test_refresh_brings_back_name_template_upload_and_the_live_run(room):
     assert ss["sid"] == a and ss["author"] == "Ada" and ss["dataset"] == "upload:reviews.csv"
     assert ss["upload"]["rows"] == up["rows"]
     assert at.text_input(key="template_input").value == "{sentence} [P*2] so it was [MASK]"
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert any(s.value == "Current run" for s in at.subheader)
     assert "Stop" in buttons(at)  # live, and its own
@@ -107,11 +107,11 @@ def test_others_see_a_run_read_only_and_the_whole_queue(room):
     ja = long_run(svc, a, open_as.model, "Ada's run")
     wait_running(ja)
     jb = long_run(svc, b, open_as.model, "Bo's run", steps=3)
-    at = open_as(b_token, "pages/runs.py", query={"run": ja.run_id})
+    at = open_as(b_token, "app_pages/runs.py", query={"run": ja.run_id})
     assert not any(x in buttons(at) for x in ("Rename", "Delete", "Stop"))
     assert any("belongs to Ada" in c.value for c in at.caption)
     assert any("Ada's run: you can watch, not stop it" in c.value for c in at.caption)
-    at = open_as(b_token, "pages/train.py")
+    at = open_as(b_token, "app_pages/train.py")
     queue = next(t.value for t in at.table if "owner" in t.value.columns)
     assert queue[["run", "owner", "state"]].values.tolist() == [
         ["Ada's run", "Ada", "running"], ["Bo's run", "Bo (you)", "queued"]]
@@ -136,12 +136,12 @@ def test_teacher_stops_a_students_run_and_takes_an_entry_off_the_board(room):
     assert not any(e.label == "Teacher" for e in at.expander)
     assert any("### Teacher" in m.value for m in at.markdown)
     assert {"Pin for the class", "Leave teacher mode"} <= set(buttons(at))
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     next(x for x in at.button if x.label == "Stop Bo's run (Bo)").click().run()
     assert not at.exception
     svc.queue.wait(jb.id, 30)
     assert jb.status == "stopped"
-    at = open_as(t_token, "pages/board.py")
+    at = open_as(t_token, "app_pages/board.py")
     assert at.dataframe[0].value["author"].tolist() == ["Ada"]
     next(x for x in at.button if x.label == "Remove from the board").click().run()
     assert not at.exception
@@ -149,7 +149,7 @@ def test_teacher_stops_a_students_run_and_takes_an_entry_off_the_board(room):
     # a student sees no such control for someone else's entry
     svc.share_run(done.run_id, True, a)
     b_token = b_at.session_state["_cookie_to_set"]
-    assert "Remove from the board" not in buttons(open_as(b_token, "pages/board.py"))
+    assert "Remove from the board" not in buttons(open_as(b_token, "app_pages/board.py"))
 
 
 def test_students_studio_opens_on_the_pinned_template_and_dataset(room):

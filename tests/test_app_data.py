@@ -71,7 +71,7 @@ def test_class_board_ranks_by_the_interval_and_shows_n(tiny_app):
     svc, page = tiny_app
     small = _stored(svc, "lucky", 0.95, 20)
     big = _stored(svc, "steady", 0.88, 400)
-    at = page("pages/board.py")
+    at = page("app_pages/board.py")
     df = at.dataframe[0].value
     assert df["run"].tolist() == [big, small]  # 0.88 on 400 outranks 0.95 on 20
     assert {"name", "n", "95% CI"} <= set(df.columns)
@@ -85,7 +85,7 @@ def test_broken_studio_template_is_not_carried_to_train(tiny_app):
     at.text_input(key="template_input").set_value(good).run()
     at.text_input(key="template_input").set_value("{sentence} [P*2 It was [MASK]").run()
     assert at.error
-    at.switch_page("pages/train.py")
+    at.switch_page("app_pages/train.py")
     at.run()
     assert not at.exception
     assert any("has an error" in w.value for w in at.warning)

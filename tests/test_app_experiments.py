@@ -18,7 +18,7 @@ def wait_jobs(svc, timeout=180):
 
 def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app):
     svc, page = tiny_app
-    at = page("pages/experiments.py")
+    at = page("app_pages/experiments.py")
     assert any("No experiment yet" in i.value for i in at.info)
     at.text_input(key="exp_seeds").set_value("1")
     at.text_input(key="exp_ks").set_value("2")
@@ -40,7 +40,7 @@ def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app):
     # shared on the class board: it shows there with its headline accuracy
     at.toggle(key=f"share-{res.id}").set_value(True).run()
     assert svc.store.get(res.id)["shared"]
-    board = page("pages/board.py").dataframe[0].value
+    board = page("app_pages/board.py").dataframe[0].value
     assert board["run"].tolist() == [res.id] and board["accuracy"].notna().all()
 
 
@@ -57,7 +57,7 @@ def test_submit_experiment_checks_before_queueing(tiny_app):
 
 def test_label_tokens_toggle_reaches_train_and_embeddings(tiny_app):
     svc, page = tiny_app
-    at = page("pages/studio.py")
+    at = page("app_pages/studio.py")
     at.toggle[0].set_value(True).run()
     assert at.session_state["label_tokens"] == "learned"
     job = svc.submit_run("t", RunSpec(
@@ -66,7 +66,7 @@ def test_label_tokens_toggle_reaches_train_and_embeddings(tiny_app):
         max_eval=12, train_cfg=TrainConfig(steps=3, batch_size=4, label_tokens="learned")))
     svc.queue.wait(job.id, 60)
     assert job.status == "finished", job.error
-    at = page("pages/embeddings.py")
+    at = page("app_pages/embeddings.py")
     assert any("Learned label tokens" in m.value for m in at.markdown)
     tables = [d.value for d in at.dataframe if "cosine to start" in d.value.columns]
     assert tables and tables[0]["class"].tolist() == ["negative", "positive"]

@@ -33,13 +33,13 @@ def wait_jobs(svc, timeout=120):
 
 def test_compare_shows_discrete_and_continuous_accuracies(env):
     svc, page = env
-    at = page("pages/compare.py")
+    at = page("app_pages/compare.py")
     at.number_input[0].set_value(4)  # steps
     at.number_input[1].set_value(4)  # k
     at.number_input[3].set_value(12)  # test examples
     at.button[0].click().run()
     wait_jobs(svc)
-    at = page("pages/compare.py")
+    at = page("app_pages/compare.py")
     table = next(df.value for df in at.dataframe if "Δ vs discrete" in df.value.columns)
     assert list(table["prompt"]) == ["discrete", "P-tuning (lstm)", "prompt tuning (none)"]
     assert table["accuracy"].between(0, 1).all()
@@ -55,7 +55,7 @@ def test_compare_shows_discrete_and_continuous_accuracies(env):
 def test_embeddings_page_nearest_tokens_map_and_discretize(env):
     svc, page = env
     rid = finished_run(svc)
-    at = page("pages/embeddings.py")
+    at = page("app_pages/embeddings.py")
     near = next(df.value for df in at.dataframe if "nearest" in df.value.columns)
     assert list(near["pseudo"]) == ["P0", "P1", "P2"]
     assert near["init word"][0].strip() == "it" and near["init word"][1] == "(random)"
@@ -84,10 +84,10 @@ def test_embeddings_refresh_finds_the_queued_retest(env):
     rid = finished_run(svc)
     gate = threading.Event()
     blocker = svc.submit_task("someone", "blocker", lambda job: gate.wait(60))
-    at = page("pages/embeddings.py")
+    at = page("app_pages/embeddings.py")
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     jid = at.session_state[f"retest-{rid}"]
-    again = page("pages/embeddings.py")  # the refresh: this session never clicked
+    again = page("app_pages/embeddings.py")  # the refresh: this session never clicked
     assert f"retest-{rid}" not in again.session_state
     assert any("Re-test waiting in the queue" in i.value for i in again.info), \
         [i.value for i in again.info]
@@ -103,7 +103,7 @@ def test_embeddings_refresh_finds_the_queued_retest(env):
 
 def test_fewshot_sweep_stores_and_draws(env):
     svc, page = env
-    at = page("pages/fewshot.py")
+    at = page("app_pages/fewshot.py")
     at.text_input[0].set_value("2,4")
     at.number_input[0].set_value(1)  # seeds
     at.number_input[1].set_value(2)  # steps
@@ -115,7 +115,7 @@ def test_fewshot_sweep_stores_and_draws(env):
     rows = sweeps[0]["result"]["rows"]
     assert {r["method"] for r in rows} == {"discrete", "ptuning", "prompt-tuning", "linear-probe"}
     assert {r["k"] for r in rows} == {2, 4}
-    at = page("pages/fewshot.py")
+    at = page("app_pages/fewshot.py")
     assert at.get("plotly_chart") and any("mean" in df.value.columns for df in at.dataframe)
 
 
@@ -123,6 +123,6 @@ def test_class_board_lists_shared_runs(env):
     svc, page = env
     rid = finished_run(svc, steps=2)
     svc.store.share(rid, True, "Ada")
-    at = page("pages/board.py")
+    at = page("app_pages/board.py")
     df = at.dataframe[0].value
     assert df["author"].tolist() == ["Ada"] and df["run"].tolist() == [rid]

@@ -31,7 +31,7 @@ def trained_run(svc, model, max_eval=12):
 def test_try_it_and_evaluate_on(tiny_app):
     svc, page = tiny_app
     rid = trained_run(svc, page.model)
-    at = page("pages/runs.py")
+    at = page("app_pages/runs.py")
     assert {"Try it", "Evaluate on…"} <= {e.label for e in at.expander}
     # Try it: nothing until the field has text, then the class probabilities as a bar chart
     assert not [c for c in at.get("plotly_chart") if "class probabilities" in c.proto.spec]
@@ -75,7 +75,7 @@ def test_try_it_and_evaluate_on(tiny_app):
 def test_runs_without_a_learned_prompt_offer_neither(tiny_app):
     svc, page = tiny_app
     svc.store.create("discrete", {"template": "{sentence} It was [MASK]"}, status="finished")
-    at = page("pages/runs.py")
+    at = page("app_pages/runs.py")
     assert not {"Try it", "Evaluate on…"} & {e.label for e in at.expander}
 
 

@@ -32,7 +32,7 @@ def core_imports(path: Path) -> list:
 
 
 def door_files() -> list:
-    files = sorted((ROOT / "pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py")) + \
+    files = sorted((ROOT / "app_pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py")) + \
         [ROOT / "app.py"]
     assert len(files) > 5
     return files
@@ -242,7 +242,7 @@ def test_retest_runs_in_the_queue_from_the_page(tiny_app):
     """The Embeddings page's button queues a job and shows its result with the paired test."""
     svc, page = tiny_app
     rid = finished_run(svc)
-    at = page("pages/embeddings.py")
+    at = page("app_pages/embeddings.py")
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     assert not at.exception
     jid = at.session_state[f"retest-{rid}"]

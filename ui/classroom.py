@@ -17,7 +17,7 @@ from ptuning_core.api import USER_ERRORS
 from ui.common import dataset_context, service
 
 COOKIE = "ptuning_studio_id"
-KEPT = ("template", "template_input", "dataset", "model", "upload", "hfdata")
+KEPT = ("template", "template_input", "dataset", "model", "upload", "hfdata", "label_tokens")
 
 
 def request_token():
@@ -43,7 +43,7 @@ def _restore(who: str) -> None:
     kept = service().working_state(who)
     ss["_problems"] = kept.pop("problems")
     kept["author"] = kept.pop("name")
-    for key in ("author", "upload", "hfdata", "model", "dataset"):
+    for key in ("author", "upload", "hfdata", "model", "dataset", "label_tokens"):
         if kept.get(key) and key not in ss:
             ss[key] = kept[key]
     if kept.get("template") and "template" not in ss and "template_input" not in ss:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import html
+import time
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core.api import DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError, ModelLoadError
+from ptuning_core.api import (DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError,
+                              ModelLoadError, ranges)
 from ptuning_core.service import Service
 from ptuning_core.stats import fmt_pct
 
@@ -61,16 +63,18 @@ def restore_from_link() -> None:
     for short, key in SHARE_KEYS.items():
         if short in qp:
             v = qp[short]
-            if key in ("steps", "shots", "seed"):
-                try:
-                    v = int(v)
-                except ValueError:
+            if key in ("steps", "shots", "seed", "lr"):
+                v, err = ranges.parse(key, v, service().settings.max_steps
+                                      if key == "steps" else None)
+                if err:  # one line on the page, the page's own value stays
+                    st.session_state.setdefault("_link_msgs", []).append(
+                        f"The link's {short}={str(qp[short])[:40]} was ignored: {err}.")
                     continue
-            elif key == "lr":
-                try:
-                    v = float(v)
-                except ValueError:
-                    continue
+            elif key == "template" and len(v) > ranges.MAX_TEMPLATE_CHARS:
+                st.session_state.setdefault("_link_msgs", []).append(
+                    f"The link's template was ignored: it is {len(v)} characters long; "
+                    f"{ranges.range_text('template_chars')}.")
+                continue
             st.session_state[key] = v
             if key == "template":
                 st.session_state["template_input"] = v
@@ -292,6 +296,7 @@ def confusion_figure(conf: list, classes: list, title: str) -> go.Figure:
                                text=conf, texttemplate="%{text}"))
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="gold", height=300,
                       margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(autorange="reversed")  # first class on top: the correct cells on the diagonal
     return fig
 
 
@@ -459,6 +464,9 @@ def pick_run(label: str, runs: list) -> str:
     wanted = st.query_params.get("run")
     if st.session_state.get(key) not in ids:
         st.session_state[key] = wanted if wanted in ids else ids[0]
+    if wanted and wanted not in ids:  # a link (or the address after a delete) to no run here
+        st.session_state[f"{key}-missing"] = (wanted[:40], st.session_state[key])
+    note = st.empty()  # above the picker, filled once the picker's choice is known
     # The browser's picker keeps showing an option's old label when only the label changes
     # (a rename): a new widget (keyed by the labels) for new labels, on the same run.
     import zlib
@@ -466,7 +474,15 @@ def pick_run(label: str, runs: list) -> str:
     if st.session_state.get(wkey) not in ids:
         st.session_state[wkey] = st.session_state[key]
     st.session_state[key] = st.selectbox(label, ids, key=wkey, format_func=names.get)
+    missing = st.session_state.get(f"{key}-missing")
+    if missing and missing[1] == st.session_state[key]:  # until another run is picked
+        note.warning(f"There is no run `{missing[0]}` here: it does not exist, was deleted or "
+                     f"is not visible to you. Showing `{missing[1]}` instead; pick one below.")
+    st.query_params["run"] = st.session_state[key]  # the link is state: the open run
     return st.session_state[key]
+
+
+FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it
 
 
 def my_job(state_key: str, kind: str):
@@ -475,7 +491,19 @@ def my_job(state_key: str, kind: str):
     svc = service()
     jid = st.session_state.get(state_key)
     job = svc.queue.get(jid) if jid else None
-    return job or svc.current_job(st.session_state.get("sid", ""), kind)
+    if job is not None and job.status != "queued":
+        return job
+    current = svc.current_job(st.session_state.get("sid", ""), kind)
+    if job is not None:  # queued: the identity's running one, if any, is the current one
+        return current if current is not None and current.status == "running" else job
+    job = current
+    if job is not None and job.status == "failed":
+        # a failure is shown once, with its job: to the session that started it, or to a
+        # refresh right after it; it does not follow the identity into later sessions
+        if time.time() - (job.ended or job.created) > FAILURE_SHOWN_S:
+            return None
+        st.session_state[state_key] = job.id  # this session now holds it, with its reason
+    return job
 
 
 def heartbeat() -> None:
@@ -553,11 +581,11 @@ def queue_panel() -> None:
 def runs_frame(runs: list) -> pd.DataFrame:
     """The Runs table from ``RunSummary``s."""
     return pd.DataFrame([{
-        "id": r.id, "name": r.name, "status": r.status, "template": r.template,
-        "dataset": r.train_ref.split("/")[-1],
+        "id": r.id, "name": r.name, "status": r.status, "template": r.template or "—",
+        "dataset": (r.train_ref or "").split("/")[-1] or "—",
         "discrete": r.discrete.accuracy if r.discrete else None,
-        "discrete 95% CI": r.discrete.text if r.discrete else None,
+        "discrete 95% CI": r.discrete.text if r.discrete else "—",  # not "None" (cancelled, imported)
         "continuous": r.continuous.accuracy if r.continuous else None,
-        "continuous 95% CI": r.continuous.text if r.continuous else None,
+        "continuous 95% CI": r.continuous.text if r.continuous else "—",
         "n": r.n, "p (McNemar)": r.mcnemar_p, "steps": r.steps, "shared": r.shared,
         "created": pd.to_datetime(r.created, unit="s")} for r in runs])

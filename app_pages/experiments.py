@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core.api import (EXPERIMENT_KIND, EXPERIMENTS, SHOWN_ERRORS, USER_ERRORS,
-                              ConfigError, ExperimentRequest, get_experiment)
+                              ExperimentRequest, get_experiment, ranges)
 from ptuning_core.stats import fmt_acc
 from ui.common import backbone, my_job, progress_line, service, session_id
 
@@ -34,10 +34,7 @@ ks_txt = c[2].text_input("k per class (optional)", placeholder="preset's, e.g. 4
 def numbers(text: str, what: str):
     if not text.strip():
         return None
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise ConfigError(f"{what} must be whole numbers separated by commas") from None
+    return ranges.parse_list("seed" if what == "seeds" else "k", text)
 
 
 for exp in EXPERIMENTS.values():

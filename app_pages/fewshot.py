@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core.api import (DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, SHOWN_ERRORS,
-                              USER_ERRORS, SweepSpec, TrainConfig)
+                              USER_ERRORS, SweepSpec, TrainConfig, ranges)
 from ui.common import backbone, my_job, service, session_id
 
 st.title("Few-shot sweep")
@@ -35,12 +35,12 @@ with st.form("sweep"):
 
 if go_btn:
     try:
-        k_list = sorted({int(x) for x in ks.replace(" ", "").split(",") if x})
-        if not k_list or min(k_list) < 1 or max(k_list) > 256:
-            raise ValueError("k values must be whole numbers from 1 to 256")
-    except ValueError as e:
+        k_list = sorted(set(ranges.parse_list("k", ks)))
+    except SHOWN_ERRORS as e:  # one line naming the range, never Python's own message
         st.error(f"k values: {e}")
         k_list = None
+    if not methods:
+        st.error("Choose at least one method to run the sweep.")
     if k_list and methods:
         spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=k_list,
                          seeds=list(DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
