@@ -151,7 +151,7 @@ def test_the_train_page_shows_a_waiting_run_its_position_and_estimated_start(app
     mine = svc.submit_run(me, spec(page.model, 20, "mine"))
     token = at.session_state["_cookie_to_set"]
     monkeypatch.setattr("ui.classroom.request_token", lambda: token)
-    at = page("pages/train.py")
+    at = page("app_pages/train.py")
     assert at.session_state["sid"] == me
     lines = [i.value for i in at.info]
     assert any("Waiting in the queue: position 1, estimated start in" in x for x in lines), lines

@@ -446,7 +446,7 @@ def result_summary(run) -> None:
         st.info(run.verdict)
     if run.seed_note:
         st.caption(run.seed_note)
-        st.page_link("pages/fewshot.py", label="Same settings over several seeds: Few-shot",
+        st.page_link("app_pages/fewshot.py", label="Same settings over several seeds: Few-shot",
                      icon="📈")
     if run.by_tag:
         with st.expander("Accuracy by kind of example (tag)"):
