@@ -132,17 +132,32 @@ def main() -> int:
                                           steps_at, dres["predictions"])
                 cell["seeds"][str(seed)] = {"by_steps": {str(s): v for s, v in got.items()},
                                             "train_seconds": round(secs, 1), "path": pth}
-                path.write_text(json.dumps(out, indent=1) + "\n")
+                save(path, out, name, cand)
                 print(f"{name:14s} {cand:6s} seed {seed:<4d} " + "  ".join(
                     f"{s}: {v['accuracy']:.3f}{'*' if v['better'] else ' '}"
                     for s, v in got.items()) + f"  ({secs:.0f} s train, {pth}; "
                     f"{time.time() - t0:.0f} s)", flush=True)
             cell["summary"] = summarize(cell, dres["accuracy"], steps_at)
-            path.write_text(json.dumps(out, indent=1) + "\n")
+            save(path, out, name, cand)
     print_table(out)
     print(json.dumps({n: {c: v.get("summary") for c, v in d["cells"].items()}
                       for n, d in out["datasets"].items()}))
     return 0
+
+
+def save(path: Path, out: dict, name: str, cand: str) -> None:
+    """Write this process's cell into the file as it is now (another process may be filling
+    other cells of it: never write back a stale copy of theirs)."""
+    now = json.loads(path.read_text()) if path.exists() else {k: v for k, v in out.items()
+                                                              if k != "datasets"}
+    now.setdefault("datasets", {})
+    entry = now["datasets"].setdefault(name, {"cells": {}})
+    mine = out["datasets"][name]
+    entry.update({k: v for k, v in mine.items() if k != "cells"})
+    entry.setdefault("cells", {})[cand] = mine["cells"][cand]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(now, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def summarize(cell: dict, disc: float, steps_at: list) -> dict:
