@@ -150,8 +150,8 @@ def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
     settle(tab, "Template", A_TPL)
     # KNOWN REGRESSION (2026-12-04, see the session note): a new tab of the same identity opened
     # on the Studio shows the dataset's default template instead of the kept one. It passed at
-    # 018ed13 and fails from bfd237c on; not yet bisected further. Recorded here and reported as
-    # an expected failure at the end, so every other check of this test still runs.
+    # 018ed13 and fails from 82aa24d on (one of that commit's pieces; not yet found). Recorded
+    # here and reported as an expected failure at the end, so every other check still runs.
     new_tab_template = tab.get_by_label("Template", exact=True).input_value()
     assert tab.get_by_label(NAME_BOX).input_value() == "Ada"
     tab.close()
