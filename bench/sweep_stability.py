@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from ptuning_core.stats import mean_std, pair_predictions  # noqa: E402
 from ptuning_core.template import to_continuous  # noqa: E402
 from ptuning_core.train import TrainConfig, train  # noqa: E402
 from ptuning_core.verbalizer import Verbalizer  # noqa: E402
+from bench_train import OLD_DEFAULT, cpu_model  # noqa: E402  (bench/ is the script's folder)
 
 # the manifest's P-tuning templates (causal) before issue 22, kept here to stay measurable
 TODAY = {"sentiment": "[P*4] {sentence} It was [MASK]",
@@ -41,17 +41,8 @@ TODAY = {"sentiment": "[P*4] {sentence} It was [MASK]",
          "pairs": "[P*4] {premise} Question: {hypothesis} [A:?] Answer: [MASK]",
          "facts-capital": "[P*3] The capital of {subject} is [P*3] [MASK]",
          "facts-antonym": "[P*3] The opposite of {subject} is [P*3] [MASK]"}
-TODAY_CFG = {"lr": 3e-3, "batch_size": 8, "encoder": "lstm", "aux_weight": 0.0}
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+TODAY_CFG = {"lr": OLD_DEFAULT["lr"], "batch_size": OLD_DEFAULT["batch_size"], "encoder": "lstm",
+             "aux_weight": 0.0}
 
 
 def template_for(cand: str, name: str, info: dict) -> str:
@@ -107,7 +98,7 @@ def main() -> int:
     bb = get_backbone("default", "auto")
     path = Path(a.out)
     out = json.loads(path.read_text()) if path.exists() else {}
-    out.update({"k": a.k, "split": "dev", "settings": TODAY_CFG, "cpu": cpu_name()})
+    out.update({"k": a.k, "split": "dev", "settings": TODAY_CFG, "cpu": cpu_model()})
     out.setdefault("datasets", {})
     t0 = time.time()
     for name in a.datasets.split(","):

@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 import torch
 
+from . import evalcache
 from .model import PromptModel
 from .stats import ci95
 
@@ -96,7 +97,6 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
     a model whose weights are not the shared backbone's (a fine-tuned copy)."""
     key = None
     if reuse and _is_discrete(pm):
-        from . import evalcache
         if precision is not None:
             pm.set_precision(precision)
         tf = text_fields or pm.layout.template.fields
@@ -112,7 +112,6 @@ def evaluate(pm: PromptModel, examples: list, label_field: str = "label", batch_
     res = _evaluate(pm, examples, label_field, batch_size, text_fields, precision, progress,
                     reuse)
     if key is not None:
-        from . import evalcache
         evalcache.current().put(key, res)
     return res
 
