@@ -25,6 +25,7 @@ try:
     })
     sidebar()
     classroom_sidebar()
+    remember()  # what this run's request brought (typed, chosen, uploaded): kept before the page
     nav.run()
 finally:  # also when a run is cut short (a rerun, st.stop, the tab closing)
     remember()  # what changed (name, template, dataset, upload) is kept with the identity

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException, StopException
 
 from ptuning_core.api import USER_ERRORS
 from ui.common import dataset_context, service
@@ -118,7 +119,30 @@ def _snapshot() -> dict:
 
 def remember() -> None:
     """After each run of the page: keep what changed in this session (only that) with the
-    identity on the server, so another tab's newer change to something else is not undone."""
+    identity on the server, so another tab's newer change to something else is not undone.
+
+    It runs in app.py's ``finally``, often while a newer request (a click, Enter, a page switch)
+    is waiting; every read of ``st.session_state`` is a point where Streamlit raises that
+    request as a Rerun/StopException. Left alone, it cut this function short and what the
+    user had just typed was never kept (a new tab then opened on an older template). So the
+    state is kept first, and the request is raised again after, not lost. A run that is
+    stopped (its session closing, or a run stuck past Streamlit's patience) cannot read the
+    state at all: app.py therefore also calls this before the page runs, when what the user
+    typed or chose for this run is already in the session."""
+    interrupted = None
+    for _ in range(10):  # each raise consumes the request, so this ends at once
+        try:
+            _remember()
+            break
+        except StopException:
+            raise  # the session is closing: every read raises it again; app.py kept it earlier
+        except ScriptControlException as e:
+            interrupted = e
+    if interrupted is not None:
+        raise interrupted
+
+
+def _remember() -> None:
     ss = st.session_state
     who = ss.get("sid")
     if not who:
