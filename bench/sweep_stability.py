@@ -8,7 +8,8 @@ snapshots of one 100-step run: the same run read at three points) and the traini
         [--candidates today,words] [--steps 30,60,100]
 
 Candidates: ``today`` = the manifest's ``ptuning_templates`` before this sweep (random
-``[P*n]``, most before the input), ``words`` = the discrete template with its prompt words
+``[P*n]``, most before the input), ``after`` = the same number of pseudo tokens after the
+input (its text becomes a cached frozen prefix), ``words`` = the discrete template with its prompt words
 turned into ``[P:word]`` (``template.to_continuous``: pseudo tokens start at the words they
 replace, fields, anchors and [MASK] stay). Resumable: each finished cell is written to
 ``bench/results/sweep_stability.json`` at once and not run again. Prints a table and one JSON
@@ -41,6 +42,13 @@ TODAY = {"sentiment": "[P*4] {sentence} It was [MASK]",
          "pairs": "[P*4] {premise} Question: {hypothesis} [A:?] Answer: [MASK]",
          "facts-capital": "[P*3] The capital of {subject} is [P*3] [MASK]",
          "facts-antonym": "[P*3] The opposite of {subject} is [P*3] [MASK]"}
+# the same pseudo tokens moved after the input (the examples' own text is a frozen prefix: the
+# prefix cache runs it once, so a training step is ~2-3x cheaper on the CPU)
+AFTER = {"sentiment": "{sentence} [P*4] It was [MASK]",
+         "topics": "{sentence} [P*4] This news story is about [MASK]",
+         "pairs": "{premise} Question: {hypothesis} [P*4] [A:?] Answer: [MASK]",
+         "facts-capital": "The capital of {subject} is [P*6] [MASK]",
+         "facts-antonym": "The opposite of {subject} is [P*6] [MASK]"}
 TODAY_CFG = {"lr": OLD_DEFAULT["lr"], "batch_size": OLD_DEFAULT["batch_size"], "encoder": "lstm",
              "aux_weight": 0.0}
 
@@ -48,6 +56,8 @@ TODAY_CFG = {"lr": OLD_DEFAULT["lr"], "batch_size": OLD_DEFAULT["batch_size"], "
 def template_for(cand: str, name: str, info: dict) -> str:
     if cand == "today":
         return TODAY[name]
+    if cand == "after":
+        return AFTER[name]
     if cand == "words":
         return to_continuous(info["templates"]["causal"])
     raise SystemExit(f"unknown candidate {cand}")
