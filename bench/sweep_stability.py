@@ -5,15 +5,16 @@ examples (exact McNemar, p < 0.05), the accuracy after 30 / 60 / 100 steps (from
 snapshots of one 100-step run: the same run read at three points) and the training seconds.
 
     python bench/sweep_stability.py [--datasets sentiment,topics] [--seeds 13,21,42,87,100]
-        [--candidates today,words] [--steps 30,60,100]
+        [--candidates today,words,after@lr=0.001] [--steps 30,60,100]
 
 Candidates: ``today`` = the manifest's ``ptuning_templates`` before this sweep (random
 ``[P*n]``, most before the input), ``after`` = the same number of pseudo tokens after the
 input (its text becomes a cached frozen prefix), ``words`` = the discrete template with its prompt words
 turned into ``[P:word]`` (``template.to_continuous``: pseudo tokens start at the words they
-replace, fields, anchors and [MASK] stay). Resumable: each finished cell is written to
-``bench/results/sweep_stability.json`` at once and not run again. Prints a table and one JSON
-line.
+replace, fields, anchors and [MASK] stay). A candidate may change the settings after ``@``:
+``after@lr=0.001,encoder=mlp,aux_weight=0.5,batch_size=16`` (others as in ``TODAY_CFG``).
+Resumable: each finished cell is written to ``bench/results/sweep_stability.json`` at once and
+not run again. Prints a table and one JSON line.
 """
 from __future__ import annotations
 
@@ -53,7 +54,21 @@ TODAY_CFG = {"lr": OLD_DEFAULT["lr"], "batch_size": OLD_DEFAULT["batch_size"], "
              "aux_weight": 0.0}
 
 
+def split_candidate(cand: str) -> tuple:
+    """``after@lr=0.001,encoder=mlp`` -> ("after", {"lr": 0.001, "encoder": "mlp"}): a template
+    candidate and the settings that differ from TODAY_CFG (lr, batch_size, encoder, aux_weight)."""
+    base, _, rest = cand.partition("@")
+    over = {}
+    for kv in filter(None, rest.split(",")):
+        k, _, v = kv.partition("=")
+        if k not in TODAY_CFG:
+            raise SystemExit(f"unknown setting {k!r} in {cand!r} (one of {sorted(TODAY_CFG)})")
+        over[k] = v if k == "encoder" else type(TODAY_CFG[k])(float(v))
+    return base, over
+
+
 def template_for(cand: str, name: str, info: dict) -> str:
+    cand = split_candidate(cand)[0]
     if cand == "today":
         return TODAY[name]
     if cand == "after":
@@ -63,17 +78,18 @@ def template_for(cand: str, name: str, info: dict) -> str:
     raise SystemExit(f"unknown candidate {cand}")
 
 
-def run_cell(bb, info, tpl, seed, k, dev_rows, train_all, steps_at, disc_preds):
+def run_cell(bb, info, tpl, seed, k, dev_rows, train_all, steps_at, disc_preds, over=None):
+    st = dict(TODAY_CFG, **(over or {}))
     verb = Verbalizer.parse(info["verbalizer"]) if info.get("verbalizer") else None
     lf = info["label_field"]
     tr, _ = D.sample_k_shot(train_all, k, seed, lf, vocab=verb is None)
-    pm = PromptModel(bb, tpl, verb, TODAY_CFG["encoder"], seed, info["fields"])
+    pm = PromptModel(bb, tpl, verb, st["encoder"], seed, info["fields"])
     top = max(steps_at)
     every = min(steps_at)
     for s in steps_at:
         every = _gcd(every, s)
-    cfg = TrainConfig(seed=seed, steps=top, snapshot_every=every, lr=TODAY_CFG["lr"],
-                      batch_size=TODAY_CFG["batch_size"], aux_weight=TODAY_CFG["aux_weight"])
+    cfg = TrainConfig(seed=seed, steps=top, snapshot_every=every, lr=st["lr"],
+                      batch_size=st["batch_size"], aux_weight=st["aux_weight"])
     t = time.perf_counter()
     res = train(pm, tr, cfg, lf)
     secs = time.perf_counter() - t
@@ -125,12 +141,15 @@ def main() -> int:
                      n_dev=dres["n"])
         for cand in a.candidates.split(","):
             tpl = template_for(cand, name, info)
+            over = split_candidate(cand)[1]
             cell = entry["cells"].setdefault(cand, {"template": tpl, "seeds": {}})
+            if over:
+                cell["settings"] = dict(TODAY_CFG, **over)
             for seed in seeds:
                 if str(seed) in cell["seeds"]:
                     continue
                 got, secs, pth = run_cell(bb, info, tpl, seed, a.k, dev_rows, train_all,
-                                          steps_at, dres["predictions"])
+                                          steps_at, dres["predictions"], over)
                 cell["seeds"][str(seed)] = {"by_steps": {str(s): v for s, v in got.items()},
                                             "train_seconds": round(secs, 1), "path": pth}
                 save(path, out, name, cand)
