@@ -105,7 +105,9 @@ up = st.file_uploader("A .safetensors prompt exported by P-Tuning Studio", type=
 if up is not None and st.button("Import"):
     bb = backbone()
     with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "import.safetensors"
+        given = Path(up.name).name  # the run records the file it came from
+        p = Path(d) / (given if given.endswith(".safetensors") and len(given) < 200
+                       else "import.safetensors")
         p.write_bytes(up.getvalue())
         try:
             new = svc.import_prompt(sid, p, backbone=bb,
