@@ -147,3 +147,11 @@ def test_a_link_template_that_does_not_compile_is_shown_with_its_error_never_run
     at = deep_link(page.model, "app_pages/train.py", {"t": good})
     assert at.session_state["template"] == good and not at.warning
     assert any(good in m.value for m in at.markdown if m.value.startswith("**Template:**"))
+
+
+def test_a_run_link_on_a_page_with_no_run_yet_says_there_is_none(tiny_app):
+    _, page = tiny_app
+    for path in ("app_pages/runs.py", "app_pages/embeddings.py"):
+        at = page(path, query={"run": "deadbeef0000"})
+        assert any("There is no run `deadbeef0000` here" in w.value for w in at.warning), \
+            [w.value for w in at.warning]

@@ -566,6 +566,14 @@ def pick_run(label: str, runs: list) -> str:
     return st.session_state[key]
 
 
+def no_run_note() -> None:
+    """A page with no run to pick (none yet): a link's ``?run=<id>`` still gets its answer."""
+    wanted = st.query_params.get("run")
+    if wanted:
+        st.warning(f"There is no run `{str(wanted)[:40]}` here: it does not exist, was deleted "
+                   f"or is not visible to you.")
+
+
 FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it
 
 
