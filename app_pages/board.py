@@ -3,7 +3,7 @@ owner, and the teacher, can take it off the board."""
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.api import USER_ERRORS
+from ptuning_core.api import EXPERIMENT_KIND, USER_ERRORS
 from ui.common import service, session_id
 
 
@@ -15,7 +15,10 @@ def board():
     rows = []
     for r in svc.runs(None, shared_only=True):
         c = r.continuous
-        rows.append({"author": r.author or "anonymous", "name": r.name, "template": r.template,
+        # an experiment has no one template (its title is its name); its arm is with accuracy
+        tpl = r.template if r.kind != EXPERIMENT_KIND else \
+            f"experiment: {c.template if c else 'no result'}"
+        rows.append({"author": r.author or "anonymous", "name": r.name, "template": tpl,
                      "data": r.train_ref.split(":")[0],
                      "accuracy": c.accuracy if c else None, "95% CI": c.text if c else None,
                      "n": c.n if c else None, "_rank": c.ci95[0] if c else -1.0,

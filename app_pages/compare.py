@@ -2,22 +2,37 @@
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, VARIANTS, RunSpec, TrainConfig
-from ui.common import (confusion_figure, loss_figure, my_job, page_setup, progress_line,
-                       verbalizer_for)
+from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, VARIANTS, RunSpec, TrainConfig, ranges
+from ui.common import (confusion_figure, link_settings, loss_figure, my_job, number_field,
+                       page_link, page_setup, progress_line, verbalizer_for)
 
 svc, sid, bb, ctx, template = page_setup("Discrete vs continuous")
 st.markdown(f"Template `{template}` on **{ctx['name']}**: every variant trains on the same "
             f"k-shot split and is tested on the same examples.")
-with st.form("compare"):
-    names = st.multiselect("Variants", list(VARIANTS), default=["P-tuning (lstm)",
-                                                                 "prompt tuning (none)"])
+D, U, max_steps = TrainConfig(), ranges.COMPARE_DEFAULTS, svc.settings.max_steps
+# the link is state: a shared link opens these settings (read with the ranges of config.py)
+link_settings("compare", {
+    "v": ("cmp_variants", lambda raw: ranges.parse_names("variant", raw, list(VARIANTS))),
+    "steps": ("cmp_steps", ("steps", max_steps)), "k": ("cmp_k", "k"),
+    "seed": ("cmp_seed", "seed"), "n": ("cmp_max_eval", "compare_max_eval")})
+with st.container(border=True):  # no st.form: every change reaches the link at once
+    if "w_cmp_variants" not in st.session_state:
+        st.session_state["w_cmp_variants"] = st.session_state.get(
+            "cmp_variants", ["P-tuning (lstm)", "prompt tuning (none)"])
+    names = st.multiselect("Variants", list(VARIANTS), key="w_cmp_variants")
+    st.session_state["cmp_variants"] = names
     c = st.columns(4)
-    steps = c[0].number_input("Steps", 1, svc.settings.max_steps, min(TrainConfig().steps, svc.settings.max_steps))
-    shots = c[1].number_input("k per class", 1, 256, 16)
-    seed = c[2].number_input("Seed", 0, 10**6, 13)
-    max_eval = c[3].number_input("Test examples", 10, 5000, 200)
-    go = st.form_submit_button("Compare", type="primary")
+    steps = number_field(c[0], "Steps", "cmp_steps", "steps", min(D.steps, max_steps), max_steps)
+    shots = number_field(c[1], "k per class", "cmp_k", "k", U["shots"])
+    seed = number_field(c[2], "Seed", "cmp_seed", "seed", D.seed)
+    max_eval = number_field(c[3], "Test examples", "cmp_max_eval", "compare_max_eval",
+                            U["max_eval"])
+    go = st.button("Compare", type="primary")
+own = {"v": ",".join(names), "steps": int(steps), "k": int(shots), "seed": int(seed),
+       "n": int(max_eval)}
+st.query_params.update(own)
+with st.expander("Share these settings"):
+    st.code(page_link("compare", own, template), language=None)
 
 if go:
     spec = RunSpec(template=template, train=ctx["train_ref"], eval=ctx["eval_ref"],

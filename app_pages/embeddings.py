@@ -6,7 +6,7 @@ import streamlit as st
 
 from ptuning_core.api import SHOWN_ERRORS
 from ptuning_core.stats import fmt_acc, fmt_pct
-from ui.common import heartbeat, pick_run, progress_line, service, session_id
+from ui.common import heartbeat, no_run_note, pick_run, progress_line, service, session_id
 
 st.title("What did the prompt learn?")
 st.info("Nearest words are a **projection, not an explanation**: a continuous prompt that "
@@ -17,6 +17,7 @@ sid = session_id()
 runs = [r for r in svc.runs("train") if r.has_prompt and
         r.status in ("finished", "stopped", "imported")]
 if not runs:
+    no_run_note()
     st.info("No finished run with a learned prompt yet.")
     st.stop()
 rid = pick_run("Run", runs)

@@ -5,7 +5,8 @@ import streamlit as st
 
 from ptuning_core.api import (DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, SHOWN_ERRORS,
                               USER_ERRORS, SweepSpec, TrainConfig, ranges)
-from ui.common import backbone, my_job, service, session_id
+from ui.common import (backbone, link_settings, my_job, number_field, page_link, service,
+                       session_id)
 
 st.title("Few-shot sweep")
 svc = service()
@@ -21,21 +22,48 @@ if ds not in cls:
     st.stop()
 st.markdown(f"Dataset **{ds}** (from the sidebar): every method sees the same k examples per "
             f"class for each seed, and is tested on the same examples.")
-with st.form("sweep"):
-    ks = st.text_input("k values (per class)", "2,4,8,16,32")
+U, max_steps = ranges.FEWSHOT_DEFAULTS, svc.settings.max_steps
+
+
+def _ks(raw):
+    try:
+        return ",".join(map(str, ranges.parse_list("k", raw, ranges.FEWSHOT_MAX_KS))), None
+    except SHOWN_ERRORS as e:
+        return None, str(e)
+
+
+# the link is state: a shared link opens these settings (read with the ranges of config.py)
+link_settings("fewshot", {
+    "ks": ("fs_ks", _ks), "seeds": ("fs_seeds", "n_seeds"),
+    "steps": ("fs_steps", ("steps", max_steps)), "n": ("fs_max_eval", "sweep_max_eval"),
+    "methods": ("fs_methods", lambda raw: ranges.parse_names("method", raw, list(METHODS)))})
+with st.container(border=True):  # no st.form: every change reaches the link at once
+    for key, default in (("ks", ",".join(map(str, U["ks"]))),
+                         ("methods", list(DEFAULT_METHODS))):
+        if f"w_fs_{key}" not in st.session_state:  # a link, the last visit, else the default
+            st.session_state[f"w_fs_{key}"] = st.session_state.get(f"fs_{key}", default)
+    ks = st.text_input("k values (per class)", key="w_fs_ks")
     c = st.columns(4)
-    n_seeds = c[0].number_input("Seeds", 1, 5, 3, help="3 in class, 5 for a full study")
-    steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
-                              min(TrainConfig().steps, svc.settings.max_steps))
-    max_eval = c[2].number_input("Test examples", 10, 2000, 100)
-    methods = st.multiselect("Methods", list(METHODS), default=list(DEFAULT_METHODS),
+    n_seeds = number_field(c[0], "Seeds", "fs_seeds", "n_seeds", U["n_seeds"],
+                           help="3 in class, 5 for a full study")
+    steps = number_field(c[1], "Steps per run", "fs_steps", "steps",
+                         min(TrainConfig().steps, max_steps), max_steps)
+    max_eval = number_field(c[2], "Test examples", "fs_max_eval", "sweep_max_eval",
+                            U["max_eval"])
+    methods = st.multiselect("Methods", list(METHODS), key="w_fs_methods",
                              help="lora / full-finetune train a copy of the model through the "
                                   "discrete template (slow on a CPU)")
-    go_btn = st.form_submit_button("Run sweep", type="primary")
+    st.session_state.update(fs_ks=ks, fs_methods=methods)
+    go_btn = st.button("Run sweep", type="primary")
+own = {"ks": ks, "seeds": int(n_seeds), "steps": int(steps), "n": int(max_eval),
+       "methods": ",".join(methods)}
+st.query_params.update(own)
+with st.expander("Share these settings"):
+    st.code(page_link("fewshot", own), language=None)
 
 if go_btn:
     try:
-        k_list = sorted(set(ranges.parse_list("k", ks)))
+        k_list = sorted(set(ranges.parse_list("k", ks, ranges.FEWSHOT_MAX_KS)))
     except SHOWN_ERRORS as e:  # one line naming the range, never Python's own message
         st.error(f"k values: {e}")
         k_list = None

@@ -5,8 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from ptuning_core.api import USER_ERRORS, PromptFileError
-from ui.common import (backbone, confusion_figure, job_panel, loss_figure, pick_run,
-                       result_summary, runs_frame, service, session_id)
+from ui.common import (backbone, confusion_figure, job_panel, loss_figure, no_run_note,
+                       pick_run, result_summary, runs_frame, service, session_id)
 from ui.use_prompt import use_prompt_panel
 
 st.title("Runs")
@@ -24,6 +24,7 @@ def act(change) -> None:
 
 runs = svc.runs("train")
 if not runs:
+    no_run_note()
     st.info("No runs yet: train one on the Train page.")
 df = runs_frame(runs)
 if not df.empty:
@@ -105,7 +106,9 @@ up = st.file_uploader("A .safetensors prompt exported by P-Tuning Studio", type=
 if up is not None and st.button("Import"):
     bb = backbone()
     with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "import.safetensors"
+        given = Path(up.name).name  # the run records the file it came from
+        p = Path(d) / (given if given.endswith(".safetensors") and len(given) < 200
+                       else "import.safetensors")
         p.write_bytes(up.getvalue())
         try:
             new = svc.import_prompt(sid, p, backbone=bb,

@@ -61,6 +61,7 @@ except SHOWN_ERRORS as e:
     st.error(str(e))
     st.stop()
 
+st.session_state.pop("_tpl_link", None)  # a link's template: shown here, its error with it
 with template_box:
     if not view.ok:
         st.session_state["template_error"] = view.error

@@ -109,3 +109,28 @@ def parse_list(name: str, text: str, most: Optional[int] = None) -> list:
             raise ConfigError(err)
         out.append(v)
     return out
+
+
+# ---- the Compare and Few-shot pages (issue 24) ---------------------------------------------
+# Their fields are drawn from these ranges and a link's values are read with them (the same
+# parse / clamp / one line as Train); steps and seed use the ranges above, k the "k" range.
+RANGES.update({
+    "compare_max_eval": (10, 5000, True, "test examples"),
+    "sweep_max_eval": (10, 2000, True, "test examples per run"),
+})
+# starting values (steps and seed: TrainConfig's; seeds of a sweep: data.DEFAULT_SEEDS)
+COMPARE_DEFAULTS = {"shots": 16, "max_eval": 200}
+FEWSHOT_DEFAULTS = {"ks": (2, 4, 8, 16, 32), "n_seeds": 3, "max_eval": 100}
+FEWSHOT_MAX_KS = 12  # k values in one sweep (the page and a link)
+
+
+def parse_names(what: str, raw, allowed) -> tuple:
+    """Comma-separated names from a link (Compare's variants, Few-shot's methods): (list, None)
+    when every name is one of ``allowed``, else (None, one line naming the choices)."""
+    s = str(raw)
+    names = [n.strip() for n in s.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or len(s) > 40 * max(1, len(allowed)):
+        shown = (bad[0] if bad else s)[:40]
+        return None, f"unknown {what} '{shown}'; choose from {', '.join(allowed)}"
+    return list(dict.fromkeys(names)), None

@@ -78,6 +78,10 @@ class Job:
             self.progress["phase_done"] = e.get("done")
             self.progress["phase_total"] = e.get("total")
         else:
+            if e.get("type") == "variant":  # a comparison's next run: its numbers start afresh
+                for k in ("step", "steps", "loss", "seconds", "phase", "phase_done",
+                          "phase_total", "losses", "dev"):
+                    self.progress.pop(k, None)
             if e.get("type") == "start" and e.get("path"):
                 self.progress["path"] = e["path"]  # the path it really trains on
             self.events.append(e)

@@ -144,7 +144,8 @@ def import_prompt(store: RunStore, path, model: Optional[str] = None, owner: str
     if label_tensors(tensors):
         files[LABELS_FILE] = label_tensors(tensors)
         cfg["train_cfg"] = {"label_tokens": "learned"}
-    rid = store.create(meta.get("name") or "imported prompt", cfg, owner, kind="train",
+    # its own name (not the original's: the Runs table tells the two apart)
+    rid = store.create(f"{meta.get('name') or 'prompt'} (imported)", cfg, owner, kind="train",
                        status="imported")
     store.finish(rid, "imported", {"kind": meta.get("kind"), "model": meta.get("model")},
                  files)

@@ -250,3 +250,30 @@ def test_the_learned_label_toggle_survives_a_refresh(tiny_app, monkeypatch):
     again = page()  # a refresh: a new session of the same browser
     assert again.session_state["label_tokens"] == "learned"
     assert next(t for t in again.toggle if t.label == "Learned label tokens").value is True
+
+
+def test_the_board_shows_no_experiment_title_in_its_template_column(tiny_app):
+    svc, page = tiny_app
+    rid = svc.store.create("E1 Continuous prompts beat the discrete one", {
+        "experiment": "E1", "template": "Continuous prompts beat the discrete one",
+        "train": "sentiment"}, "someone", kind="experiment", status="running")
+    svc.store.finish(rid, "finished", {"continuous": {"template": "P-tuning (k=16)",
+                                                      "accuracy": 0.8, "ci95": [0.7, 0.9],
+                                                      "n": 100}})
+    svc.store.share(rid, True, "Ada")
+    df = page("app_pages/board.py").dataframe[0].value
+    assert df["template"].tolist() == ["experiment: P-tuning (k=16)"]
+    assert df["name"].tolist() == ["E1 Continuous prompts beat the discrete one"]
+
+
+def test_compare_progress_line_shows_the_running_variant_s_numbers_only():
+    from ptuning_core.jobs import Job
+    from ui.common import progress_line
+    job = Job("j", "me", "cpu", "comparison", None, kind="compare")
+    job.event({"type": "variant", "name": "P-tuning (lstm)", "index": 0, "total": 2})
+    job.event({"type": "phase", "phase": "train"})
+    job.event({"type": "step", "step": 60, "steps": 60, "loss": 0.25, "seconds": 30.0})
+    assert "step 60/60" in progress_line(job.snapshot()["progress"])[1]
+    job.event({"type": "variant", "name": "prompt tuning (none)", "index": 1, "total": 2})
+    frac, line = progress_line(job.snapshot()["progress"])
+    assert frac == 0.0 and "60" not in line and "0.25" not in line, line  # not the last one's

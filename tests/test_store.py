@@ -68,6 +68,8 @@ def test_export_import_round_trip_and_validation(tmp_path):
     assert meta["template"] == "{sentence} [P*2] it was [MASK]" and torch.equal(t["embeddings"], emb)
     new = import_prompt(s, path, backbone=bb)
     assert torch.equal(s.tensors(new)["embeddings"], emb)
+    assert s.get(new)["name"] == "r (imported)"  # not the original's name (issue 24)
+    assert s.get(new)["config"]["imported_from"] == "p.safetensors"
     with pytest.raises(PromptFileError, match="learned on"):
         import_prompt(s, path, model="other")
     # wrong shapes for the template

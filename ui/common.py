@@ -75,10 +75,12 @@ def restore_from_link() -> None:
                     f"The link's template was ignored: it is {len(v)} characters long; "
                     f"{ranges.range_text('template_chars')}.")
                 continue
-            st.session_state[key] = v
-            if key == "template":
+            if key == "template":  # Template Studio opens it; the pages use it once it compiles
                 st.session_state["template_input"] = v
                 st.session_state["_tpl_from_link"] = True
+                st.session_state["_tpl_link"] = v  # checked by page_setup or Template Studio
+                continue
+            st.session_state[key] = v
 
 
 def share_query(**current) -> str:
@@ -89,6 +91,67 @@ def share_query(**current) -> str:
     q = {short: values[key] for short, key in SHARE_KEYS.items()
          if values.get(key) not in (None, "")}
     return urlencode(q)
+
+
+def link_settings(page: str, fields: dict) -> None:
+    """A page's own shareable settings from its link (Compare, Few-shot), once per session and
+    page: ``fields`` maps a query parameter to (session key, reader); a reader is a range name,
+    (range name, per-server maximum) or a function returning (value, error line). A value that
+    does not read is refused with one line naming the range and the page's own value stays
+    (the same ranges and words as Train's); the lines are shown here, once."""
+    done = st.session_state.setdefault("_link_pages", [])
+    if page in done:
+        return
+    done.append(page)
+    qp, lines = st.query_params, []
+    for short, (key, reader) in fields.items():
+        if short not in qp:
+            continue
+        raw = qp[short]
+        if callable(reader):
+            v, err = reader(raw)
+        else:
+            name, hi = reader if isinstance(reader, tuple) else (reader, None)
+            v, err = ranges.parse(name, raw, hi)
+        if err:
+            lines.append(f"The link's {short}={str(raw)[:40]} was ignored: {err}.")
+        else:
+            st.session_state[key] = v
+    # restore_from_link read the same names for Train; this page's own reading is the one shown
+    mine = tuple(f"The link's {short}=" for short in fields)
+    rest = [m for m in st.session_state.pop("_link_msgs", []) if not m.startswith(mine)]
+    for line in rest + lines:
+        st.warning(line)
+
+
+def number_field(where, label: str, key: str, name: str, default, hi=None, **kw):
+    """A number input drawn from the range ``name`` (ptuning_core/config.py; ``hi`` a lower
+    per-server maximum), starting at the session's ``key`` (a link, the last visit) moved into
+    the range, so the widget never gets a value it would raise on; its value is kept under
+    ``key`` (also while the page is not open)."""
+    lo, top = ranges.bounds(name)
+    top = top if hi is None else min(top, hi)
+    v = st.session_state.get(key, default)
+    try:
+        v = ranges.clamp(name, float(v), hi)
+    except (TypeError, ValueError, OverflowError):
+        v = ranges.clamp(name, float(default), hi)
+    if not ranges.RANGES[name][2]:
+        lo, top = float(lo), float(top)
+    out = where.number_input(label, lo, top, v, key=f"w_{key}", **kw)
+    st.session_state[key] = out
+    return out
+
+
+def page_link(path: str, params: dict, template: str | None = None) -> str:
+    """The link that opens ``path`` with these settings: the page's own ``params`` with the
+    template, dataset and model of the session (what ``share_query`` carries besides Train's
+    numbers)."""
+    from urllib.parse import urlencode
+    values = {"t": template or st.session_state.get("template"),
+              "d": st.session_state.get("dataset"), "m": st.session_state.get("model")}
+    q = {k: v for k, v in values.items() if v not in (None, "")} | params
+    return f"{base_url()}/{path}?{urlencode(q)}"
 
 
 PAGE_PATHS = ("studio", "train", "runs", "compare", "embeddings", "fewshot", "board",
@@ -120,8 +183,29 @@ def page_setup(title: str):
     bb, ctx = backbone(), dataset_context()
     if bb is None or ctx is None:
         st.stop()
+    link_template(bb, ctx)
     template = st.session_state.get("template") or ctx["ptuning_templates"][bb.kind]
     return svc, sid, bb, ctx, template
+
+
+def link_template(bb, ctx: dict) -> None:
+    """A template from a link obeys the Studio's rule: only a template that compiles goes to
+    the pages that run it. One that does not is shown with its error (here, and in Template
+    Studio, which holds it for editing), never run; the page keeps the last one that worked."""
+    src = st.session_state.pop("_tpl_link", None)
+    if src is None:
+        return
+    try:
+        view = service().studio(st.session_state.get("model", DEFAULT_MODEL), src,
+                                ctx["fields"], None, (ctx.get("rows") or [{}])[0])
+        error = view.error
+    except (ModelLoadError, *USER_ERRORS) as e:
+        error = str(e)
+    if not error:
+        st.session_state["template"] = src
+        return
+    st.warning(f"The link's template `{src[:80]}` does not compile ({error}); it is open in "
+               f"Template Studio to fix, and this page uses the last template that worked.")
 
 
 def verbalizer_for(ctx: dict):
@@ -480,6 +564,14 @@ def pick_run(label: str, runs: list) -> str:
                      f"is not visible to you. Showing `{missing[1]}` instead; pick one below.")
     st.query_params["run"] = st.session_state[key]  # the link is state: the open run
     return st.session_state[key]
+
+
+def no_run_note() -> None:
+    """A page with no run to pick (none yet): a link's ``?run=<id>`` still gets its answer."""
+    wanted = st.query_params.get("run")
+    if wanted:
+        st.warning(f"There is no run `{str(wanted)[:40]}` here: it does not exist, was deleted "
+                   f"or is not visible to you.")
 
 
 FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it

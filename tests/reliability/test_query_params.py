@@ -14,14 +14,16 @@ from hypothesis import strategies as st
 
 CASES = int(os.environ.get("PTUNING_QP_CASES", "12"))
 PAGES = ["studio", "train", "runs", "compare", "embeddings", "fewshot", "experiments", "board"]
-KEYS = ["t", "d", "m", "steps", "lr", "enc", "k", "seed", "run"]
+KEYS = ["t", "d", "m", "steps", "lr", "enc", "k", "seed", "run",
+        "n", "v", "ks", "seeds", "methods"]  # Compare's and Few-shot's own
 
 VALUE = st.one_of(
     st.just(""), st.integers(-2**70, 2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["abc", "-0", "1e400", "nan", "inf", "0x10", " 7 ", "deadbeef0000", "[P*",
                      "{sentence} It was [MASK]", "gru", "default", "sentiment", "../etc",
-                     "%00", "é", "1,2", "None"]),
+                     "%00", "é", "1,2", "None", "MLP encoder,prompt tuning (none)",
+                     "discrete,lora", "2,4,8", ",,", "P-tuning (lstm),nope"]),
     st.text(max_size=30), st.text(min_size=3000, max_size=6000, alphabet="ab[]P*{}"))
 
 
@@ -46,6 +48,18 @@ def errors():
     logging.getLogger().removeHandler(h)
 
 
+def deep_link(model, path, query):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"),
+                           default_timeout=90)
+    at.session_state["model"] = model
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at.switch_page(path).run()
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_any_query_string_opens_every_page_without_an_exception(tiny_app, errors, page):
     svc, open_page = tiny_app
@@ -53,10 +67,13 @@ def test_any_query_string_opens_every_page_without_an_exception(tiny_app, errors
 
     @settings(max_examples=CASES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(query(rid))
-    def case(query):
+    @given(query(rid), st.booleans())
+    def case(query, first):
         errors.records.clear()
-        at = open_page(f"app_pages/{page}.py", query=query)  # asserts no exception element
+        if first:  # the link opened in a new browser: its page is the session's first run
+            at = deep_link(open_page.model, f"app_pages/{page}.py", query)
+        else:  # the entry page first, then the page (asserts no exception element)
+            at = open_page(f"app_pages/{page}.py", query=query)
         assert not at.exception, (query, at.exception)
         assert not errors.records, (query, [r.getMessage()[:300] for r in errors.records])
     case()
