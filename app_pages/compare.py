@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, VARIANTS, RunSpec, TrainConfig
+from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, VARIANTS, RunSpec, TrainConfig, ranges
 from ui.common import (confusion_figure, loss_figure, my_job, page_setup, progress_line,
                        verbalizer_for)
 
@@ -13,10 +13,12 @@ with st.form("compare"):
     names = st.multiselect("Variants", list(VARIANTS), default=["P-tuning (lstm)",
                                                                  "prompt tuning (none)"])
     c = st.columns(4)
-    steps = c[0].number_input("Steps", 1, svc.settings.max_steps, min(TrainConfig().steps, svc.settings.max_steps))
-    shots = c[1].number_input("k per class", 1, 256, 16)
-    seed = c[2].number_input("Seed", 0, 10**6, 13)
-    max_eval = c[3].number_input("Test examples", 10, 5000, 200)
+    D, max_steps = TrainConfig(), svc.settings.max_steps  # defaults and ranges: config.py
+    steps = c[0].number_input("Steps", ranges.bounds("steps")[0], max_steps,
+                              ranges.clamp("steps", D.steps, max_steps))
+    shots = c[1].number_input("k per class", *ranges.bounds("k"), ranges.SHOTS)
+    seed = c[2].number_input("Seed", *ranges.bounds("seed"), D.seed)
+    max_eval = c[3].number_input("Test examples", *ranges.bounds("max_eval"), ranges.MAX_EVAL)
     go = st.form_submit_button("Compare", type="primary")
 
 if go:

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core.api import (DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, SHOWN_ERRORS,
-                              USER_ERRORS, SweepSpec, TrainConfig, ranges)
+                              USER_ERRORS, SweepSpec, ranges)
 from ui.common import backbone, my_job, service, session_id
 
 st.title("Few-shot sweep")
@@ -22,12 +22,15 @@ if ds not in cls:
 st.markdown(f"Dataset **{ds}** (from the sidebar): every method sees the same k examples per "
             f"class for each seed, and is tested on the same examples.")
 with st.form("sweep"):
-    ks = st.text_input("k values (per class)", "2,4,8,16,32")
+    D, max_steps = SweepSpec(dataset=ds), svc.settings.max_steps  # defaults: config.py
+    ks = st.text_input("k values (per class)", ",".join(map(str, D.ks)))
     c = st.columns(4)
-    n_seeds = c[0].number_input("Seeds", 1, 5, 3, help="3 in class, 5 for a full study")
-    steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
-                              min(TrainConfig().steps, svc.settings.max_steps))
-    max_eval = c[2].number_input("Test examples", 10, 2000, 100)
+    n_seeds = c[0].number_input("Seeds", *ranges.bounds("n_seeds"), len(D.seeds),
+                                help=f"{len(D.seeds)} in class, {len(DEFAULT_SEEDS)} for a "
+                                     f"full study")
+    steps = c[1].number_input("Steps per run", ranges.bounds("steps")[0], max_steps,
+                              ranges.clamp("steps", D.steps, max_steps))
+    max_eval = c[2].number_input("Test examples", *ranges.bounds("max_eval"), D.max_eval)
     methods = st.multiselect("Methods", list(METHODS), default=list(DEFAULT_METHODS),
                              help="lora / full-finetune train a copy of the model through the "
                                   "discrete template (slow on a CPU)")

@@ -18,7 +18,6 @@ from typing import Optional
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_BYTES = int(os.environ.get("PTUNING_MAX_UPLOAD_MB", "20")) * 2 ** 20
 MAX_ROWS = 200_000
-DEFAULT_SEEDS = (13, 21, 42, 87, 100)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 

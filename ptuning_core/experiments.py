@@ -58,8 +58,8 @@ class Experiment:
         return [a for a, _ in self.arms]
 
 
-_SMALL = dict(seeds=(13, 21), steps=30, max_eval=100)
-_FULL = dict(seeds=(13, 21, 42, 87, 100), steps=150, max_eval=None)
+_SMALL = dict(seeds=C.SEEDS[:2], steps=30, max_eval=100)
+_FULL = dict(seeds=C.SEEDS, steps=150, max_eval=None)
 EXPERIMENTS = {e.id: e for e in (
     Experiment("E1", "ptuning-vs-discrete", "P-tuning vs the discrete template",
                "A learned prompt beats the hand-written discrete one on the same frozen model.",

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import config as C
 from . import data as D
 from .evaluate import evaluate
 from .finetune import finetune
@@ -31,13 +32,13 @@ class SweepSpec:
     dataset: str
     template: Optional[str] = None
     model: str = "default"
-    ks: list = field(default_factory=lambda: [4, 8, 16])
-    seeds: list = field(default_factory=lambda: [13, 21, 42])
+    ks: list = field(default_factory=lambda: list(C.FEWSHOT_KS))
+    seeds: list = field(default_factory=lambda: list(C.SEEDS[:C.N_SEEDS]))
     methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))
     steps: int = field(default_factory=lambda: TrainConfig().steps)
     lr: float = field(default_factory=lambda: TrainConfig().lr)
     batch_size: int = field(default_factory=lambda: TrainConfig().batch_size)
-    max_eval: Optional[int] = 200
+    max_eval: Optional[int] = C.MAX_EVAL
     device: str = "auto"
     # label tokens of the ptuning / prompt-tuning methods (ptuning-learned-labels: learned)
     label_tokens: str = field(default_factory=lambda: TrainConfig().label_tokens)
