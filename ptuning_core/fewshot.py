@@ -54,8 +54,8 @@ def linear_probe_features(pm: PromptModel, rows: list, batch_size: int = 32) -> 
     with torch.inference_mode():
         for s in range(0, len(encs), batch_size):
             b = pm.collate(encs[s:s + batch_size])
-            emb = pm._embed(b.input_ids, b.pseudo_idx, None)
-            h, _ = pm._run_body(emb, b.attention_mask, b.position_ids)
+            emb = pm.embed(b.input_ids, b.pseudo_idx, None)
+            h = pm.body(emb, b.attention_mask, b.position_ids)
             feats.append(h[torch.arange(h.shape[0]), b.label_pos].float().cpu().numpy())
     return np.concatenate(feats)
 
