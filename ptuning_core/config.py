@@ -103,6 +103,7 @@ FEWSHOT_KS = (4, 8, 16)  # k per class of a few-shot sweep: Few-shot page, Sweep
 SHOTS = 16  # k-shot (examples per class) of a run: Train and Compare pages
 MAX_EVAL = 200  # test examples of a run, a comparison, a sweep cell, a retest
 MAX_CLASSES = 50  # classes of a dataset the user brings (an upload, a Hugging Face dataset)
+NEAREST = 5  # nearest vocabulary tokens shown per pseudo token (Embeddings page)
 # Starting values of the pages' inputs that TrainConfig does not hold (eval_every: TrainConfig's).
 UI_DEFAULTS = {"shots": SHOTS, "max_eval": MAX_EVAL, "n_seeds": N_SEEDS}
 
@@ -118,6 +119,7 @@ RANGES = {
     "k": (1, 1000, True, "k (examples per class)"),
     "max_eval": (1, 100000, True, "test examples"),
     "n_seeds": (1, len(SEEDS), True, "seeds"),
+    "nearest": (1, 15, True, "nearest tokens per pseudo token"),
     "template_chars": (1, 2000, True, "template length (characters)"),
     "text_chars": (1, 20000, True, "text length (characters)"),
 }

@@ -123,16 +123,16 @@ def test_no_page_cli_or_bench_restates_a_list_of_numbers_or_the_test_size(path):
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
 def test_no_page_writes_a_number_inputs_range_or_start(path):
-    """Every number_input's bounds and starting value come from config (ranges.bounds,
-    TrainConfig, SweepSpec, config's defaults), never a literal."""
+    """Every number_input's and slider's bounds and starting value come from config
+    (ranges.bounds, TrainConfig, SweepSpec, config's defaults), never a literal."""
     bad = []
-    for call in _calls(path, "number_input"):
+    for call in [*_calls(path, "number_input"), *_calls(path, "slider")]:
         for a in call.args[1:] + [k.value for k in call.keywords if k.arg in
                                   ("min_value", "max_value", "value", "step")]:
             if isinstance(a, ast.Constant) and isinstance(a.value, (int, float)) \
                     and not isinstance(a.value, bool):
                 bad.append((call.lineno, a.value))
-    assert not bad, f"{path.name}: number_input literals {bad}; use ptuning_core.config"
+    assert not bad, f"{path.name}: widget literals {bad}; use ptuning_core.config"
 
 
 def _widget(at, kind, label):
