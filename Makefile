@@ -23,6 +23,7 @@ run: setup
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: setup
+	$(VENV)/bin/lint-imports --no-logo  # the layer contracts (.importlinter)
 	$(PY) -m pytest
 
 bench: setup

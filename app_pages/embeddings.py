@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ptuning_core.api import SHOWN_ERRORS
+from ptuning_core.api import SHOWN_ERRORS, ranges
 from ptuning_core.stats import fmt_acc, fmt_pct
 from ui.common import heartbeat, no_run_note, pick_run, progress_line, service, session_id
 
@@ -21,7 +21,7 @@ if not runs:
     st.info("No finished run with a learned prompt yet.")
     st.stop()
 rid = pick_run("Run", runs)
-k = st.slider("Nearest tokens per pseudo token", 1, 15, 5)
+k = st.slider("Nearest tokens per pseudo token", *ranges.bounds("nearest"), ranges.NEAREST)
 words_only = st.toggle("Only word-like tokens", value=False)
 try:
     view = svc.embeddings(rid, k, words_only)

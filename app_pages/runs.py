@@ -107,7 +107,7 @@ if up is not None and st.button("Import"):
     bb = backbone()
     with tempfile.TemporaryDirectory() as d:
         given = Path(up.name).name  # the run records the file it came from
-        p = Path(d) / (given if given.endswith(".safetensors") and len(given) < 200
+        p = Path(d) / (given if given.endswith(".safetensors") and len(given) <= 128
                        else "import.safetensors")
         p.write_bytes(up.getvalue())
         try:

@@ -41,9 +41,10 @@ with st.container(border=True):  # no st.form: every change reaches the link at 
     lr = c[1].number_input("Learning rate", *map(float, lo_hi("lr")), start("lr", "lr", D.lr),
                            format="%.6f", key="f_lr")
     batch = c[2].number_input("Batch size", *lo_hi("batch_size"), D.batch_size, key="f_batch")
-    encs = ["lstm", "mlp", "none"]
-    enc = c[3].selectbox("Encoder", encs, index=encs.index(st.session_state.get("encoder", "lstm"))
-                         if st.session_state.get("encoder", "lstm") in encs else 0,
+    encs = list(ranges.ENCODERS)
+    enc = c[3].selectbox("Encoder", encs, index=encs.index(st.session_state.get("encoder",
+                                                                                D.encoder))
+                         if st.session_state.get("encoder", D.encoder) in encs else 0,
                          help="lstm: the paper's BiLSTM+MLP · mlp · none: prompt tuning",
                          key="f_enc")
     c = st.columns(4)
@@ -59,12 +60,12 @@ with st.container(border=True):  # no st.form: every change reaches the link at 
     c = st.columns(2)
     eval_every = c[0].number_input("Dev evaluation every N steps (0 = off)",
                                    *lo_hi("eval_every", max_steps),
-                                   ranges.clamp("eval_every", U["eval_every"], max_steps),
+                                   ranges.clamp("eval_every", D.eval_every, max_steps),
                                    key="f_eval_every")
     max_eval = c[1].number_input("Evaluate on at most N test examples", *lo_hi("max_eval"),
                                  U["max_eval"], key="f_max_eval")
     name = st.text_input("Run name (optional)", key="f_name")
-    precs = ["auto", "fp32", "bf16"]
+    precs = list(ranges.PRECISIONS)
     precision = st.selectbox("Precision", precs, index=precs.index(D.precision), key="f_precision",
                              help="the frozen model's arithmetic: auto = bf16 where the hardware "
                                   "does it natively (faster), else fp32; the prompt encoder "

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
 from ptuning_core.backbone import Backbone, load_backbone, resolve_device  # noqa: E402
 from ptuning_core.cobatch import CoRun, cobatched_losses, cobatched_step  # noqa: E402
@@ -457,7 +458,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--eval-n", type=int, default=200)
+    ap.add_argument("--eval-n", type=int, default=C.MAX_EVAL)
     ap.add_argument("--no-amp", action="store_true", help="fp32 also on CUDA in the step table")
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
@@ -611,7 +612,7 @@ def main():
             res["profile"] = cr["profile"]
         # ---- accuracy, bf16 vs fp32 ----
         if do_bf16:
-            seeds = [13, 21, 42, 87, 100, 7, 3][:a.seeds]
+            seeds = [*C.SEEDS, 7, 3][:a.seeds]
             acc = accuracy_by_precision(seeds, a.eval_n)
             res["bf16_accuracy"] = acc
             res["bf16_accuracy_delta"] = {k: v["delta_mean"] for k, v in acc.items()}

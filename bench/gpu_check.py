@@ -19,6 +19,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench_train import TPL_AFTER, VERB, get_backbone  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
+from ptuning_core.config import MAX_EVAL  # noqa: E402
 from ptuning_core.evaluate import evaluate  # noqa: E402
 from ptuning_core.model import PromptModel  # noqa: E402
 from ptuning_core.train import TrainConfig, train  # noqa: E402
@@ -62,7 +63,7 @@ def main():
     out["train_path"] = r.path
     out["train_s_per_step_bf16"] = round(r.seconds_per_step, 4)
     out["train_losses_finite"] = all(x == x for x in r.losses)
-    ev = evaluate(pm2, D.load_ref("sentiment:test").rows[:200])
+    ev = evaluate(pm2, D.load_ref("sentiment:test").rows[:MAX_EVAL])
     out["eval_n"] = ev["n"]
     print(json.dumps(out))
     ok = (out["fp32_fast_vs_plain_scores_maxabs"] < 1e-3 and out["fp32_fast_vs_plain_grad_rel"] < 1e-3

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
 from ptuning_core.stats import mean_std  # noqa: E402
 from ptuning_core.train import TrainConfig  # noqa: E402
@@ -36,7 +37,7 @@ def cli(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="13,21,42,87,100")
+    ap.add_argument("--seeds", default=",".join(map(str, C.SEEDS)))
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--only", default="", help="comma list of datasets; 'facts' for all facts")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "reference.json"))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
 from ptuning_core.evaluate import evaluate  # noqa: E402
 from ptuning_core.model import PromptModel  # noqa: E402
@@ -63,7 +64,7 @@ def run_cell(bb, name, template, settings, seed, k, dev_rows, train_all, info):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="13,21,42")
+    ap.add_argument("--seeds", default=",".join(map(str, C.SEEDS[:C.N_SEEDS])))
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--datasets", default="sentiment,topics,pairs")
     ap.add_argument("--stage2", default="",

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
 from ptuning_core.evaluate import evaluate  # noqa: E402
 from ptuning_core.model import PromptModel  # noqa: E402
@@ -113,7 +114,7 @@ def _gcd(a, b):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="sentiment,topics,pairs,facts-capital,facts-antonym")
-    ap.add_argument("--seeds", default="13,21,42,87,100")
+    ap.add_argument("--seeds", default=",".join(map(str, C.SEEDS)))
     ap.add_argument("--candidates", default="today,words")
     ap.add_argument("--steps", default="30,60,100")
     ap.add_argument("--k", type=int, default=16)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from .backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
 from . import config as ranges  # the user-facing ranges and UI defaults (config.py)
 from .compare import VARIANTS
-from .data import DEFAULT_SEEDS, DataError
+from .config import SEEDS as DEFAULT_SEEDS
+from .data import DataError
 from .experiment import USER_ERRORS, RunSpec
 from .experiments import EXPERIMENTS, STORE_KIND as EXPERIMENT_KIND, Experiment, \
     ExperimentRequest, ExperimentResult
@@ -17,7 +18,7 @@ from .jobs import Job, QueueFull
 from .learned import Evaluation, NoLearnedPrompt, Prediction
 from .live import JobView, QueueSnapshot
 from .portable import PromptFileError
-from .train import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig
 from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion,
                     EmbeddingMap, EmbeddingsView, LabelTokens, LabelVector, Neighbour, PairTest,
                     PreviewRow, PseudoToken, RetestResult, RunDetail, RunSummary, StripToken,

@@ -54,6 +54,7 @@ class _Progress:
 
 
 def _add_run_args(p):
+    from .config import ENCODERS
     from .train import TrainConfig
     d = TrainConfig()  # the one place that holds the defaults
     p.add_argument("--model", default="default",
@@ -79,11 +80,11 @@ def _add_run_args(p):
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--encoder", choices=["lstm", "mlp", "none"], default=d.encoder)
+    p.add_argument("--encoder", choices=list(ENCODERS), default=d.encoder)
     p.add_argument("--aux-weight", type=float, default=d.aux_weight)
     _add_label_args(p, d)
-    p.add_argument("--eval-every", type=int, default=0)
-    p.add_argument("--patience", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--max-eval", type=int, help="evaluate on the first N eval examples only")
     p.add_argument("--no-fast", action="store_true", help="disable the causal prefix cache")
     _add_precision_arg(p, d.precision)
@@ -95,16 +96,18 @@ def _add_run_args(p):
 
 
 def _add_label_args(p, d) -> None:
-    p.add_argument("--label-tokens", choices=["words", "learned"], default=d.label_tokens,
+    from .config import LABEL_INITS, LABEL_TOKENS
+    p.add_argument("--label-tokens", choices=list(LABEL_TOKENS), default=d.label_tokens,
                    help="words: score each class by its label words; learned: a trainable "
                         "vector per class, scored like a word")
-    p.add_argument("--label-init", choices=["word", "random"], default=d.label_init,
+    p.add_argument("--label-init", choices=list(LABEL_INITS), default=d.label_init,
                    help="learned label tokens start at the class's first label word, or at "
                         "random")
 
 
 def _add_precision_arg(p, default):
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default,
+    from .config import PRECISIONS
+    p.add_argument("--precision", choices=list(PRECISIONS), default=default,
                    help="the frozen LM's forward: auto = bf16 on a GPU with bf16 or a CPU with "
                         "AVX-512 BF16/AMX, else fp32 (the prompt encoder always trains in fp32)")
 
@@ -465,6 +468,7 @@ def cmd_warmup(a) -> int:
 
 
 def main(argv=None) -> int:
+    from . import config as C
     from .fewshot import DEFAULT_METHODS, METHODS
     from .train import TrainConfig
     p = argparse.ArgumentParser(prog="python -m ptuning_core",
@@ -517,14 +521,14 @@ def main(argv=None) -> int:
     f.add_argument("--dataset", required=True, help="bundled classification dataset name")
     f.add_argument("--template", help="default: the dataset's P-tuning template (manifest)")
     f.add_argument("--model", default="default")
-    f.add_argument("--k", default="4,8,16")
-    f.add_argument("--seeds", default="13,21,42")
+    f.add_argument("--k", default=",".join(map(str, C.FEWSHOT_KS)))
+    f.add_argument("--seeds", default=",".join(map(str, C.SEEDS[:C.N_SEEDS])))
     f.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from: {', '.join(METHODS)} (lora and full-finetune "
                         f"train a copy of the model through the discrete template)")
     f.add_argument("--steps", type=int, default=TrainConfig().steps)
     f.add_argument("--lr", type=float, default=TrainConfig().lr)
-    f.add_argument("--max-eval", type=int, default=200)
+    f.add_argument("--max-eval", type=int, default=C.MAX_EVAL)
     _add_label_args(f, TrainConfig())
     f.add_argument("--device", default="auto")
     _add_precision_arg(f, TrainConfig().precision)

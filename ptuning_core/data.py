@@ -11,30 +11,16 @@ import io
 import json
 import os
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+# The value types live one module down, shared with hfdata.py (no import circle); re-exported.
+from .dataset import DataError, Dataset, norm_value  # noqa: F401
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_BYTES = int(os.environ.get("PTUNING_MAX_UPLOAD_MB", "20")) * 2 ** 20
 MAX_ROWS = 200_000
-DEFAULT_SEEDS = (13, 21, 42, 87, 100)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-class DataError(ValueError):
-    """Bad data; the message is one line for the user."""
-
-
-@dataclass
-class Dataset:
-    rows: list
-    columns: list
-    name: str = ""
-    warnings: list = field(default_factory=list)
-
-    def __len__(self):
-        return len(self.rows)
 
 
 def _decode(raw: bytes, name: str) -> str:
@@ -58,18 +44,6 @@ def _fmt(name: str, fmt: Optional[str]) -> str:
     if suf in ("json", "ndjson"):
         return "jsonl"
     raise DataError(f"{name}: unknown file type '.{suf}'; use .csv, .tsv or .jsonl")
-
-
-def norm_value(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, ensure_ascii=False)
-    return str(v)
 
 
 def parse_bytes(raw: bytes, name: str = "data", fmt: Optional[str] = None) -> Dataset:

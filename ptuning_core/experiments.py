@@ -58,8 +58,8 @@ class Experiment:
         return [a for a, _ in self.arms]
 
 
-_SMALL = dict(seeds=(13, 21), steps=30, max_eval=100)
-_FULL = dict(seeds=(13, 21, 42, 87, 100), steps=150, max_eval=None)
+_SMALL = dict(seeds=C.SEEDS[:2], steps=30, max_eval=100)
+_FULL = dict(seeds=C.SEEDS, steps=150, max_eval=None)
 EXPERIMENTS = {e.id: e for e in (
     Experiment("E1", "ptuning-vs-discrete", "P-tuning vs the discrete template",
                "A learned prompt beats the hand-written discrete one on the same frozen model.",
@@ -215,8 +215,9 @@ def run(p: Plan, callback: Optional[Callable[[dict], None]] = None,
         stop: Optional[threading.Event] = None, pool=None) -> dict:
     """Run every cell of a plan. Events: ``cell`` (one arm, k, seed starting: done/total) and
     the training/evaluation events of the runs. Returns the results (``cells``, ``status``);
-    a stop keeps the cells finished so far. ``pool``: a Ray pool (``raybackend``) that runs the
-    cells in parallel (the same cells, in the same order, as here)."""
+    a stop keeps the cells finished so far. ``pool``: a Ray pool (``raybackend.RayPool``: its
+    ``run_specs`` and ``run_sweep``) that runs the cells in parallel (the same cells, in the
+    same order, as here)."""
     emit = callback or (lambda e: None)
     cells: list = []
     if pool is not None:
@@ -281,7 +282,6 @@ def _trained_cell(arm: str, k: int, seed: int, res: dict) -> dict:
 def _run_variants_on(p: Plan, cells: list, emit, stop, pool) -> None:
     """``_run_variants`` with every trained arm a task on the Ray pool, all at once; the cells
     come back in the local order."""
-    from .raybackend import run_specs
     order, specs = [], []  # (arm, k, seed, index into specs or None)
     for k in p.settings.ks:
         for seed in p.settings.seeds:
@@ -292,8 +292,8 @@ def _run_variants_on(p: Plan, cells: list, emit, stop, pool) -> None:
     total = p.n_cells
     emit({"type": "cell", "done": 0, "total": total})
     got: dict = {}
-    for i, res in run_specs(pool, specs, stop=stop, keep_details=True,
-                            callback=lambda i, e: emit(e)):
+    for i, res in pool.run_specs(specs, stop=stop, keep_details=True,
+                                 callback=lambda i, e: emit(e)):
         if isinstance(res, BaseException):
             raise res
         got[i] = res
@@ -362,8 +362,7 @@ def _run_sweep(p: Plan, cells: list, emit, stop, pool=None) -> None:
     if pool is None:
         rows = run_sweep(spec, callback=on_event, stop=stop)
     else:  # cells end in any order on the pool; the rows come back in the sweep's order
-        from .raybackend import run_sweep as ray_sweep
-        rows = ray_sweep(pool, spec, callback=on_event, stop=stop)
+        rows = pool.run_sweep(spec, callback=on_event, stop=stop)
     cells += [{"arm": arm_of[r["method"]], "k": r["k"], "seed": r["seed"],
                "accuracy": r["accuracy"], "n": r["n_test"], "correct": list(r["correct"])}
               for r in rows if (r["method"], r["k"], r["seed"]) in finished]

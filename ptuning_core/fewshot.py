@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import config as C
 from . import data as D
 from .evaluate import evaluate
 from .finetune import finetune
@@ -31,13 +32,13 @@ class SweepSpec:
     dataset: str
     template: Optional[str] = None
     model: str = "default"
-    ks: list = field(default_factory=lambda: [4, 8, 16])
-    seeds: list = field(default_factory=lambda: [13, 21, 42])
+    ks: list = field(default_factory=lambda: list(C.FEWSHOT_KS))
+    seeds: list = field(default_factory=lambda: list(C.SEEDS[:C.N_SEEDS]))
     methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))
     steps: int = field(default_factory=lambda: TrainConfig().steps)
     lr: float = field(default_factory=lambda: TrainConfig().lr)
     batch_size: int = field(default_factory=lambda: TrainConfig().batch_size)
-    max_eval: Optional[int] = 200
+    max_eval: Optional[int] = C.MAX_EVAL
     device: str = "auto"
     # label tokens of the ptuning / prompt-tuning methods (ptuning-learned-labels: learned)
     label_tokens: str = field(default_factory=lambda: TrainConfig().label_tokens)
@@ -53,8 +54,8 @@ def linear_probe_features(pm: PromptModel, rows: list, batch_size: int = 32) -> 
     with torch.inference_mode():
         for s in range(0, len(encs), batch_size):
             b = pm.collate(encs[s:s + batch_size])
-            emb = pm._embed(b.input_ids, b.pseudo_idx, None)
-            h, _ = pm._run_body(emb, b.attention_mask, b.position_ids)
+            emb = pm.embed(b.input_ids, b.pseudo_idx, None)
+            h = pm.body(emb, b.attention_mask, b.position_ids)
             feats.append(h[torch.arange(h.shape[0]), b.label_pos].float().cpu().numpy())
     return np.concatenate(feats)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .dataset import DataError, Dataset, norm_value
+
 PREFIX = "hf:"
 _NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*){0,2}$")
 _SPLIT = re.compile(r"^[A-Za-z0-9_.\-]+(\[[0-9:%+\-]*\])?$")
@@ -37,7 +39,6 @@ def is_hf_ref(ref: str) -> bool:
 
 
 def parse_ref(ref: str) -> HfRef:
-    from .data import DataError
     body = ref[len(PREFIX):]
     path, sep, split = body.partition(":")
     if not sep or not path or not split:
@@ -109,7 +110,6 @@ def _load(ref: HfRef):
 def load(ref_text: str, max_rows: int):
     """Rows of an ``hf:`` reference as a :class:`ptuning_core.data.Dataset` (all values
     strings, class indices turned into class names)."""
-    from .data import DataError, Dataset, norm_value
     ref = parse_ref(ref_text)
     try:
         import datasets  # noqa: F401

@@ -23,7 +23,8 @@ import os
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .config import PRECISIONS  # noqa: F401  (the names TrainConfig accepts)
+
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -433,6 +433,14 @@ class RayPool:
             self.busy.pop(idx, None)
             self._release(idx, dead)
 
+    # What the layers below see of the pool (experiments.run gets a pool and calls these, so it
+    # never imports this module: the arrows point down).
+    def run_specs(self, specs: list, **kw) -> Iterator:
+        return run_specs(self, specs, **kw)
+
+    def run_sweep(self, spec, **kw) -> list:
+        return run_sweep(self, spec, **kw)
+
     def close(self) -> None:
         for h in self._handles:
             try:

@@ -288,6 +288,7 @@ class Service:
         with (same shape as an upload's). One-line DataError on anything wrong."""
         import re
 
+        from . import config as C
         from . import data as D
         from . import hfdata
         for ref in (train_ref, eval_ref):
@@ -306,19 +307,14 @@ class Service:
         classes = sorted({r[label_field] for r in train.rows})
         if len(classes) < 2:
             raise D.DataError(f"{train_ref} has only one class; training needs two")
-        if len(classes) > 50:
-            raise D.DataError(f"{train_ref} has {len(classes)} different labels (at most 50 "
-                              f"classes; is '{label_field}' the label column?)")
-        tpl = " ".join("{" + f + "}" for f in text_fields) + " It was [MASK]"
-        # pseudo tokens after the input: on the sweep's sets the position that was good on
-        # every set and stable over seeds (bench/results/sweep_defaults.json)
-        ptpl = tpl.replace(" It was", " [P*4] It was")
+        if len(classes) > C.MAX_CLASSES:
+            raise D.DataError(f"{train_ref} has {len(classes)} different labels (at most "
+                              f"{C.MAX_CLASSES} classes; is '{label_field}' the label column?)")
         return {"name": f"hf:{train_ref[3:].rsplit(':', 1)[0]}", "train_ref": train_ref,
                 "eval_ref": eval_ref, "dev_ref": None, "rows": train.rows[:2000],
                 "fields": text_fields, "label_field": label_field, "classes": classes,
                 "verbalizer": {c: [c] for c in classes},
-                "templates": {"causal": tpl, "masked": tpl + " ."},
-                "ptuning_templates": {"causal": ptpl, "masked": ptpl + " ."},
+                **C.upload_templates(text_fields),  # the same as an upload's
                 "description": f"{train_ref} ({len(train.rows)} rows) evaluated on {eval_ref}",
                 "vocab": False, "warnings": train.warnings}
 

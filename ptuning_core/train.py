@@ -1,10 +1,9 @@
 """The training loop: AdamW on the prompt encoder only; emits events; honours a stop flag."""
 from __future__ import annotations
 
-import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -12,87 +11,12 @@ import torch.nn.functional as F
 
 from .evaluate import evaluate, phase_progress
 from .model import PromptModel
-from .precision import PRECISIONS
 from .profiling import section
 
-LIMITS = {"steps": (1, 100000), "lr": (1e-6, 1.0), "batch_size": (1, 512),
-          "aux_weight": (0.0, 10.0), "eval_every": (0, 100000), "patience": (0, 1000),
-          "clip": (0.0, 1000.0), "snapshot_every": (0, 100000), "lora_rank": (1, 256),
-          "lora_lr": (1e-7, 1.0), "full_lr": (1e-8, 1.0)}
-LABEL_TOKENS = ("words", "learned")
-LABEL_INITS = ("word", "random")
-FINETUNE = ("", "lora", "full")
-
-
-class ConfigError(ValueError):
-    pass
-
-
-@dataclass
-class TrainConfig:
-    # The one place that holds the defaults (CLI, Train page, Compare, Few-shot, benchmarks).
-    # Chosen by bench/sweep_defaults.py on the bundled sets' dev splits, k=16, 3 seeds
-    # (bench/results/sweep_defaults.json): lr 1e-3 and batch 16 gave lower means, the auxiliary
-    # loss at 0.5 a lower mean and twice the spread, so it stays off by default.
-    steps: int = 60
-    lr: float = 3e-3
-    batch_size: int = 8
-    seed: int = 13
-    encoder: str = "lstm"
-    aux_weight: float = 0.0
-    eval_every: int = 0  # 0: no dev evaluation during training
-    patience: int = 0  # evaluations without improvement before stopping early (0: never)
-    clip: float = 1.0
-    weight_decay: float = 0.0
-    fast: bool = True  # prefix cache for causal LMs
-    prefix_cache_mb: int = 1024
-    # The frozen LM's forward: fp32, bf16, or auto = bf16 where the hardware does it natively
-    # (a CUDA GPU with bf16, a CPU with AVX-512 BF16 / AMX); the encoder always trains in fp32.
-    # fp32 by measurement (bench/results/cpu_2core_perf.json): bf16 steps are 1.85x faster on
-    # the default template here, but cost accuracy (sentiment seed 21: 0.505 vs 0.805).
-    precision: str = "fp32"
-    snapshot_every: int = 2  # store pseudo embeddings every N steps (0: never): the replay slider
-    # words: each class is scored by its label words; learned: by a trainable vector per class
-    # (label_tokens.py), started at its first label word ("word") or at random ("random")
-    label_tokens: str = "words"
-    label_init: str = "word"
-    # fine-tuning baselines (finetune.py) instead of a prompt: "" (P-tuning), "lora" or "full"
-    finetune: str = ""
-    lora_rank: int = 8
-    lora_lr: float = 5e-4
-    full_lr: float = 2e-5
-
-    def validate(self) -> "TrainConfig":
-        for name, (lo, hi) in LIMITS.items():
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v) \
-                    or not lo <= v <= hi:
-                raise ConfigError(f"{name} must be between {lo} and {hi}, got {v}")
-        if self.encoder not in ("lstm", "mlp", "none"):
-            raise ConfigError(f"encoder must be lstm, mlp or none, got '{self.encoder}'")
-        if self.label_tokens not in LABEL_TOKENS:
-            raise ConfigError(f"label tokens must be words or learned, got '{self.label_tokens}'")
-        if self.finetune not in FINETUNE:
-            raise ConfigError(f"fine-tuning must be lora or full, got '{self.finetune}'")
-        if self.label_init not in LABEL_INITS:
-            raise ConfigError(f"label init must be word or random, got '{self.label_init}'")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be {', '.join(PRECISIONS)}, got "
-                              f"'{self.precision}'")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """From ``to_dict``, also of runs stored before ``precision`` replaced ``amp`` (bf16
-        autocast on CUDA only): amp off reads as fp32, on as auto."""
-        d = dict(d)
-        if "amp" in d:
-            amp = d.pop("amp")
-            d.setdefault("precision", "auto" if amp else "fp32")
-        return cls(**d)
+# The training settings and their limits are defined once, in config.py; re-exported here for
+# the modules and tests that import them from train.
+from .config import (FINETUNE, LABEL_INITS, LABEL_TOKENS, LIMITS,  # noqa: F401
+                     ConfigError, TrainConfig)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from . import config as C
 from . import data as D
 from . import paths
 from .identity import is_identity
@@ -66,8 +67,9 @@ def save(owner: str, raw: bytes, filename: str, text_fields: list, label_field: 
     classes = sorted({r[label_field] for r in ds.rows})
     if len(classes) < 2:
         raise D.DataError(f"{filename} has only one class ({classes[0]}); training needs two")
-    if len(classes) > 50:
-        raise D.DataError(f"{filename} has {len(classes)} different labels; at most 50 classes")
+    if len(classes) > C.MAX_CLASSES:
+        raise D.DataError(f"{filename} has {len(classes)} different labels; at most "
+                          f"{C.MAX_CLASSES} classes")
     rows = ds.rows[:]
     random.Random(0).shuffle(rows)
     cut = max(1, int(len(rows) * 0.8))
@@ -79,14 +81,11 @@ def save(owner: str, raw: bytes, filename: str, text_fields: list, label_field: 
             for r in part:
                 f.write(json.dumps({k: r[k] for k in list(text_fields) + [label_field]}) + "\n")
     text_fields = list(text_fields)
-    tpl = " ".join("{" + f + "}" for f in text_fields) + " It was [MASK]"
     return {"name": "upload:" + filename, "train_ref": str(out / f"{digest}-train.jsonl"),
             "eval_ref": str(out / f"{digest}-test.jsonl"), "dev_ref": None, "rows": train,
             "fields": text_fields, "label_field": label_field, "classes": classes,
             "verbalizer": {c: [c] for c in classes},
-            "templates": {"causal": tpl, "masked": tpl + " ."},
-            "ptuning_templates": {"causal": tpl.replace(" It", " [P*4] It"),
-                                  "masked": tpl.replace(" It", " [P*4] It") + " ."},
+            **C.upload_templates(text_fields),
             "description": f"your file {filename} ({len(ds.rows)} rows, "
                            f"{text_fields[0]!r} ...)",
             "vocab": False, "warnings": ds.warnings}

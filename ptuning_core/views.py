@@ -317,7 +317,7 @@ def retest(store, rid: str, bb, callback=None) -> RetestResult:
     from .evaluate import evaluate, phase_progress
     from .model import PromptModel
     from .projections import discretize, nearest_tokens
-    from .train import ConfigError
+    from .config import MAX_EVAL, ConfigError
     from .verbalizer import Verbalizer
     run, layout, emb, _ = load_prompt(store, rid, bb)
     cfg = run["config"]
@@ -325,7 +325,7 @@ def retest(store, rid: str, bb, callback=None) -> RetestResult:
         raise ConfigError("this run names no evaluation data to re-test on")
     dtpl = discretize(layout, nearest_tokens(emb, bb.embeddings, bb.tokenizer, 1,
                                              words_only=True))
-    rows = D.load_ref(cfg["eval"]).rows[: int(cfg.get("max_eval") or 200)]
+    rows = D.load_ref(cfg["eval"]).rows[: int(cfg.get("max_eval") or MAX_EVAL)]
     verb = Verbalizer.parse(cfg["verbalizer"]) if cfg.get("verbalizer") else None
     res = evaluate(PromptModel(bb, dtpl, verb, "none"), rows, cfg.get("label_field") or "label",
                    progress=phase_progress(callback, "re-test") if callback else None)

@@ -117,8 +117,20 @@ def test_every_page_renders_empty(app, page):
 
 
 def test_long_template_warns_about_the_context(app):
+    """The tiny model's context is 128 tokens. A template that fits once the example's text
+    is cut gets the one warning, its token strip and no error; one too long even with the
+    text cut gets the error (no strip, no warning)."""
     at = app()
-    # the tiny model's context is 128 tokens: a long template cuts the example's text
-    at.text_input(key="template_input").set_value("{sentence} " + "the " * 120 + "[MASK]").run()
-    assert any("longer than the model's context" in w.value for w in at.warning) or \
-        any("context" in e.value for e in at.error)
+    at.text_input(key="template_input").set_value("{sentence} " + "the " * 110 + "[MASK]").run()
+    assert not at.error, [e.value for e in at.error]
+    assert [w.value for w in at.warning if "context" in w.value] == [
+        "this example is longer than the model's context (128 tokens): its text is cut to fit"]
+    assert "token-strip" in strip_html(at)
+    at.text_input(key="template_input").set_value("{sentence} " + "the " * 140 + "[MASK]").run()
+    # under the template, and again in the zero-shot preview (it cannot score the examples)
+    why = "the template is longer than the model's context of 128 tokens even with the " \
+          "example's text cut"
+    assert [e.value for e in at.error] == [f"Template error: {why}",
+                                           f"{why} (at character 1)"]
+    assert not [w.value for w in at.warning if "context" in w.value]
+    assert "token-strip" not in strip_html(at)

@@ -16,7 +16,7 @@ def wait_jobs(svc, timeout=180):
         [(j.status, j.error) for j in svc.queue.jobs()]
 
 
-def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app):
+def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app, monkeypatch):
     svc, page = tiny_app
     at = page("app_pages/experiments.py")
     assert any("No experiment yet" in i.value for i in at.info)
@@ -35,7 +35,35 @@ def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app):
     assert at.get("plotly_chart")
     df = at.dataframe[0].value
     assert set(df["arm"]) == {"discrete template", "P-tuning"}
-    assert any("kaleido" in c.value or "PNG" in c.value for c in at.caption)
+    # the PNG download: each of its three cases, whatever is installed here
+    import importlib.util
+
+    import plotly.graph_objects as go
+    real = importlib.util.find_spec
+
+    def kaleido(present):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: (
+            object() if present else None) if name == "kaleido" else real(name, *a, **k))
+
+    def png_parts(at):
+        caps = [c.value for c in at.caption if "PNG" in c.value]
+        buttons = [b.proto.label for b in at.get("download_button")]
+        return caps, buttons
+    kaleido(False)
+    at.run()
+    caps, buttons = png_parts(at)
+    assert caps == ["PNG: the kaleido package is not installed here, so use the camera button "
+                    "in the chart's toolbar (top right of the chart)."]
+    assert buttons == ["Download CSV"]
+    kaleido(True)
+    monkeypatch.setattr(go.Figure, "to_image", lambda self, *a, **k: (_ for _ in ()).throw(
+        RuntimeError("Chrome is not installed")))
+    at.run()
+    assert png_parts(at) == (["PNG export failed (Chrome is not installed); use the chart's "
+                              "camera button."], ["Download CSV"])
+    monkeypatch.setattr(go.Figure, "to_image", lambda self, *a, **k: b"\x89PNG")
+    at.run()
+    assert png_parts(at) == ([], ["Download CSV", "Download PNG"])
     assert res.csv().startswith("experiment,arm,k,seed")
     # shared on the class board: it shows there with its headline accuracy
     at.toggle(key=f"share-{res.id}").set_value(True).run()

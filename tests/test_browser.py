@@ -71,6 +71,23 @@ def serve(home: Path, **env_extra):
             proc.kill()
 
 
+def stored(home: Path, run_id: str, column: str):
+    """One column of a run's row in the server's run index (read only: the server writes)."""
+    import sqlite3
+    c = sqlite3.connect(home / "runs" / "runs.sqlite", timeout=30)
+    try:
+        row = c.execute(f"SELECT {column} FROM runs WHERE id=?", (run_id,)).fetchone()
+    finally:
+        c.close()
+    return row[0] if row else None
+
+
+def app_idle(page, timeout=120_000):
+    """Wait until the page's script run has ended (Streamlit marks it on the app's root)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, default_backbone):
     with serve(tmp_path_factory.mktemp("home")) as url:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_browser import browser, serve, shot  # noqa: F401 (browser is a fixture)
+from test_browser import app_idle, browser, serve, shot, stored  # noqa: F401 (a fixture)
 
 # This walk used to fail now and then on 2 cores (a click swallowed by a redraw, a share that
 # never reached the board): Streamlit's full garbage collection after every script run, which
@@ -26,8 +26,13 @@ CSV = b"text,label\n" + b"".join(f"the {w} movie number {i},{lab}\n".encode() fo
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, default_backbone):
-    with serve(tmp_path_factory.mktemp("class-home"), PTUNING_TEACHER_CODE=CODE,
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("class-home")
+
+
+@pytest.fixture(scope="module")
+def server(home, default_backbone):
+    with serve(home, PTUNING_TEACHER_CODE=CODE,
                PTUNING_MAX_STEPS="5000") as url:  # runs that last the whole test
         yield url
 
@@ -55,6 +60,15 @@ def settle(page, label, want, seconds=30):
         page.wait_for_timeout(1000)
 
 
+def until(cond, what, timeout=120):
+    """Wait once, generously, for a condition the server's own records show (``what``: the
+    failure's message, or a function that writes it then)."""
+    end = time.time() + timeout
+    while not cond():
+        assert time.time() < end, what() if callable(what) else what
+        time.sleep(1)
+
+
 def queue_shows(page, *present, absent=(), timeout=90):
     """Wait until the live queue (it refreshes itself every two seconds) shows every string
     in ``present`` and none in ``absent``; its text."""
@@ -80,7 +94,7 @@ def train(page, name, steps="3000"):
     return re.search(r"Run id (\w+)", page.get_by_text("Run id").inner_text()).group(1)
 
 
-def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
+def test_two_students_and_a_teacher(server, home, browser, tmp_path):  # noqa: F811
     # ---- student A: a name, an upload, a template of their own, a long run ------------------
     a = open_app(browser, server)
     set_name(a, "Ada")
@@ -116,23 +130,17 @@ def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
     assert b.get_by_text("Manage this run").count() == 0
     assert b.get_by_role("button", name=re.compile("^Stop Ada")).count() == 0
 
-    # A shares its run on the class board
-    for attempt in range(3):
-        a.goto(f"{server}/runs?run={a_run}", wait_until="networkidle")
-        a.get_by_text("Manage this run").click()
-        toggle = a.get_by_role("switch", name="Shared on the class board")
-        toggle.wait_for(state="attached", timeout=60_000)
-        if not toggle.is_checked():
-            a.get_by_text("Shared on the class board").click()
-        a.wait_for_timeout(3000)
-        a.get_by_role("link", name="Class board").click()  # the share has landed: it is listed
-        try:
-            a.get_by_text("Ranked by the lower end").wait_for(timeout=30_000)
-            break
-        except Exception:
-            a.screenshot(path=f"/tmp/classroom-share-{attempt}.png", full_page=True)
-            if attempt == 2:
-                raise
+    # A shares its run on the class board: one click, then the share is in the run index
+    a.goto(f"{server}/runs?run={a_run}", wait_until="networkidle")
+    a.get_by_text("Manage this run").click()
+    toggle = a.get_by_role("switch", name="Shared on the class board")
+    toggle.wait_for(state="attached", timeout=60_000)
+    assert not toggle.is_checked() and stored(home, a_run, "shared") == 0
+    app_idle(a)
+    a.get_by_text("Shared on the class board").click()
+    until(lambda: stored(home, a_run, "shared") == 1, "A's share did not reach the server")
+    a.get_by_role("link", name="Class board").click()  # the share has landed: it is listed
+    a.get_by_text("Ranked by the lower end").wait_for(timeout=120_000)
 
     # ---- A refreshes (and opens a new tab): its run is live and its own ----------------------
     a.goto(f"{server}/train", wait_until="networkidle")
@@ -168,19 +176,17 @@ def test_two_students_and_a_teacher(server, browser, tmp_path):  # noqa: F811
     stop_b = t.get_by_role("button", name="Stop Bo's run (Bo)")
     stop_b.wait_for(timeout=60_000)
     assert t.get_by_role("button", name="Stop Ada's run (Ada)").count() == 1
-    # The queue redraws itself every two seconds; on a loaded machine a click can land as the
-    # table is redrawn, so the teacher clicks again while the button is still there.
-    for attempt in range(3):
-        if stop_b.count():
-            stop_b.click()
-        try:
-            queue_shows(a, "Ada's run", absent=("Bo's run",), timeout=30)  # A's queue, live
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
-            if not stop_b.count():  # stopped, but A's page missed the redraw: open it again
-                a.goto(f"{server}/train", wait_until="networkidle")
+    # One click (after the teacher's page has settled); then Bo's run is stopped (running) or
+    # cancelled (still queued behind Ada's) in the run index, and A's live queue drops it,
+    # without A reloading.
+    app_idle(t)
+    before = stored(home, b_run, "status")
+    assert before in ("queued", "running"), before
+    stop_b.click()
+    until(lambda: stored(home, b_run, "status") in ("stopped", "cancelled"),
+          lambda: f"the teacher's Stop did not end Bo's run (it was {before}, it is "
+                  f"{stored(home, b_run, 'status')})")
+    queue_shows(a, "Ada's run", absent=("Bo's run",), timeout=120)  # A's queue, live
     b.get_by_role("link", name="Train").click()
     queue_shows(b, "Ada's run", absent=("Bo's run",))
     t.get_by_role("link", name="Class board").click()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_browser import browser, serve, shot  # noqa: F401 (browser is a fixture)
+from test_browser import app_idle, browser, serve, shot, stored  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.real]
 CSV = b"text,label\n" + b"".join(f"the {w} movie number {i},{lab}\n".encode() for i, (w, lab)
@@ -122,7 +122,7 @@ def test_upload_use_this_file(server, browser, tmp_path):  # noqa: F811
 
 
 # ---- 2. Runs -> Rename keeps the picker on the renamed run -----------------------------------
-def test_rename_keeps_the_picker_on_the_run(server, student, tmp_path):
+def test_rename_keeps_the_picker_on_the_run(server, student, home, tmp_path):
     page, (first, second) = student
     page.goto(f"{server}/runs?run={first}", wait_until="networkidle")
     picker = page.get_by_role("combobox", name="Open a run")
@@ -133,15 +133,11 @@ def test_rename_keeps_the_picker_on_the_run(server, student, tmp_path):
     box.wait_for(timeout=T)
     box.fill("renamed run")
     box.press("Enter")
-    for attempt in range(3):  # a click may land while the page redraws: click again
-        page.get_by_role("button", name="Rename").click()
-        try:
-            wait_until(lambda: "renamed run" in picker.input_value(),
-                       "the picker does not show the new name", 40)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
+    app_idle(page)  # the new name has reached the server; one click renames
+    page.get_by_role("button", name="Rename").click()
+    wait_until(lambda: stored(home, first, "name") == "renamed run", "Rename did not land", 90)
+    wait_until(lambda: "renamed run" in picker.input_value(),
+               "the picker does not show the new name", 90)
     text = picker.input_value()
     assert first in text and second not in text, text  # still on the run just renamed
     page.get_by_role("heading", name="renamed run").wait_for(timeout=T)
@@ -170,22 +166,22 @@ def test_broken_template_error_and_train_warns(server, browser, tmp_path):  # no
 
 
 # ---- 4. Class board rows: run name, n and the 95% interval ---------------------------------
-def test_class_board_shows_name_n_and_interval(server, student, tmp_path):
+def test_class_board_shows_name_n_and_interval(server, student, home, tmp_path):
     page, (first, second) = student
-    for attempt in range(3):
-        page.goto(f"{server}/runs?run={second}", wait_until="networkidle")
-        page.get_by_text("Manage this run").click()
-        toggle = page.get_by_role("switch", name="Shared on the class board")
-        toggle.wait_for(state="attached", timeout=T)
-        if not toggle.is_checked():
-            page.get_by_text("Shared on the class board").click()
-        page.get_by_role("link", name="Class board").click()
-        try:
-            page.get_by_text("Ranked by the lower end").wait_for(timeout=30_000)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
+    page.goto(f"{server}/runs?run={second}", wait_until="networkidle")
+    picker = page.get_by_role("combobox", name="Open a run")
+    picker.wait_for(timeout=T)
+    wait_until(lambda: second in picker.input_value(), "the link did not open the second run")
+    page.get_by_text("Manage this run").click()
+    toggle = page.get_by_role("switch", name="Shared on the class board")
+    toggle.wait_for(state="attached", timeout=T)
+    assert not toggle.is_checked() and stored(home, second, "shared") == 0
+    app_idle(page)
+    page.get_by_text("Shared on the class board").click()
+    wait_until(lambda: stored(home, second, "shared") == 1, "the toggle did not share the run",
+               90)
+    page.get_by_role("link", name="Class board").click()
+    page.get_by_text("Ranked by the lower end").wait_for(timeout=T)
     wait_until(lambda: "second run" in grid_cells(page), "the board has no run name", 60)
     headers = [t.strip() for t in page.locator('[role="columnheader"]').all_text_contents()]
     assert "n" in headers and "95% CI" in headers and "name" in headers, headers

@@ -6,6 +6,7 @@ import pytest
 
 from ptuning_core import cli, registry
 from ptuning_core import experiments as X
+from ptuning_core.stats import fmt_acc, wilson
 from ptuning_core.store import RunStore
 from ptuning_core.train import ConfigError
 from tiny import tiny_causal
@@ -166,10 +167,22 @@ def test_each_experiment_runs_end_to_end(tiny_model, name):
     assert {c["arm"] for c in res["cells"]} == set(exp.arm_names())
     assert all(len(c["correct"]) == 12 for c in res["cells"])
     assert [e for e in events if e["type"] == "cell"][-1]["done"] == p.n_cells
-    if name == "E2":
-        assert all(c["steps_to_90"] is not None for c in res["cells"])
+    if name == "E2":  # a dev evaluation after each of the 2 steps; the first step at 90%
+        for c in res["cells"]:
+            assert [s for s, _ in c["dev"]] == [1, 2]
+            final = c["dev"][-1][1]
+            assert c["steps_to_90"] == next(s for s, a in c["dev"] if a >= 0.9 * final)
     sentence = X.conclude(exp, res)
-    assert sentence.startswith(f"{name} on {exp.dataset}") and "%" in sentence
+    assert sentence.startswith(f"{name} on {exp.dataset} (2 seeds × 12 test examples, "
+                               f"k = 2 per class): ")
+    for arm in exp.arm_names():  # each arm's pooled accuracy and interval, from the cells
+        cs = [c["correct"] for c in res["cells"] if c["arm"] == arm]
+        if all(x == cs[0] for x in cs):  # nothing trained (discrete): its examples once
+            cs = cs[:1]
+        right, n = sum(map(sum, cs)), sum(map(len, cs))
+        lo, hi = wilson(right, n)
+        assert f"{arm} {fmt_acc(round(right / n, 4), [round(lo, 4), round(hi, 4)])}" in \
+            sentence, (arm, sentence)
     store = RunStore()
     rid = X.record(store, "me", req, res)
     back = X.load(store, rid)

@@ -67,10 +67,17 @@ def test_ptuning_after_finetuning_sees_the_same_backbone():
         # both baselines, as Compare variants, in the same process
         store = RunStore()
         summary = run_comparison(spec, ["LoRA fine-tuning", "full fine-tuning"], store)
-        for v in summary["variants"]:
-            res = store.get(v["run_id"])["result"]
-            assert res["method"] in ("lora", "full") and res["continuous"]["n"] == 20
-            assert res["continuous"]["template"].startswith(to_discrete(spec.template))
+        got = {v["variant"]: store.get(v["run_id"])["result"] for v in summary["variants"]}
+        assert {name: res["method"] for name, res in got.items()} == {
+            "LoRA fine-tuning": "lora", "full fine-tuning": "full"}
+        for name, res in got.items():
+            assert res["continuous"]["n"] == 20
+            # scored through the discrete template, named by the baseline it is
+            shown = {"lora": "LoRA fine-tuned", "full": "fully fine-tuned"}[res["method"]]
+            assert res["continuous"]["template"] == f"{to_discrete(spec.template)} ({shown})"
+        n_all = sum(p.numel() for p in bb.model.parameters())
+        assert got["full fine-tuning"]["train"]["trainable_parameters"] == n_all
+        assert 0 < got["LoRA fine-tuning"]["train"]["trainable_parameters"] < n_all / 2
         rows = run_sweep(SweepSpec(dataset="sentiment", model=bb.name, ks=[2], seeds=[1],
                                    methods=["lora", "full-finetune"], steps=2, max_eval=10,
                                    device="cpu", template=spec.template, keep_correct=True))

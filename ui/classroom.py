@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException, StopException
 
 from ptuning_core.api import USER_ERRORS
-from ui.common import dataset_context, service
+from ui.state import dataset_context, service
 
 COOKIE = "ptuning_studio_id"
 KEPT = ("template", "template_input", "dataset", "model", "upload", "hfdata", "label_tokens")
@@ -36,6 +36,14 @@ def identity() -> str:
         ss["_cookie_to_set"] = new_token
         _restore(who)
     return ss["sid"]
+
+
+def session_id() -> str:
+    """This browser's identity (the signed cookie, ``identity``): the owner of what it starts
+    and its session in the queue. Every tab and refresh of one browser has the same."""
+    who = identity()
+    service().queue.heartbeat(who)
+    return who
 
 
 def _restore(who: str) -> None:
@@ -66,7 +74,6 @@ def _restore(who: str) -> None:
 def start_session() -> str:
     """Once per script run, before the pages: identity, heartbeat, the class's pinned template
     and dataset (applied once per pin, so a student's own edits are not overwritten)."""
-    from ui.common import session_id
     who = session_id()
     ss = st.session_state
     svc = service()

@@ -10,8 +10,11 @@ import streamlit as st
 
 from ptuning_core.api import (DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError,
                               ModelLoadError, ranges)
-from ptuning_core.service import Service
 from ptuning_core.stats import fmt_pct
+# The session's service, its identity and its dataset are one layer down (ui/state.py,
+# ui/classroom.py); the pages import them from here as before.
+from ui.classroom import session_id  # noqa: F401
+from ui.state import dataset_context, service  # noqa: F401
 
 ROLE_COLORS = {"field": "#dbeafe", "text": "#e5e7eb", "anchor": "#fde68a", "pseudo": "#c4b5fd",
                "mask": "#fca5a5", "special": "#f3f4f6"}
@@ -19,11 +22,6 @@ ROLE_NAMES = {"field": "example text", "text": "discrete word", "anchor": "ancho
               "pseudo": "pseudo token", "mask": "label slot", "special": "special"}
 SHARE_KEYS = {"t": "template", "d": "dataset", "m": "model", "steps": "steps", "lr": "lr",
               "enc": "encoder", "k": "shots", "seed": "seed"}
-
-
-@st.cache_resource
-def service() -> Service:
-    return Service()
 
 
 def backend_banner() -> None:
@@ -43,15 +41,6 @@ def backbone(name: str | None = None):
     except ModelLoadError as e:
         st.error(str(e))
         return None
-
-
-def session_id() -> str:
-    """This browser's identity (a signed cookie, ui/classroom.py): the owner of what it starts
-    and its session in the queue. Every tab and refresh of one browser has the same."""
-    from ui.classroom import identity
-    who = identity()
-    service().queue.heartbeat(who)
-    return who
 
 
 def restore_from_link() -> None:
@@ -211,39 +200,6 @@ def link_template(bb, ctx: dict) -> None:
 def verbalizer_for(ctx: dict):
     """The verbalizer edited in Template Studio, or the dataset's (None: open vocabulary)."""
     return None if ctx["vocab"] else st.session_state.get("verbalizer", ctx["verbalizer"])
-
-
-# ---- data -----------------------------------------------------------------------------------
-def dataset_context(kind: str | None = None) -> dict | None:
-    """The chosen dataset: rows, fields, label field, classes, default template/verbalizer and
-    data references the core can load (bundled NAME:SPLIT or files the server wrote)."""
-    name = st.session_state.get("dataset", "sentiment")
-    if name.startswith("upload:"):
-        up = st.session_state.get("upload")
-        if not up:
-            return None
-        return up
-    if name.startswith("hf:"):
-        return st.session_state.get("hfdata")
-    if name.startswith("class:"):  # an uploaded or Hugging Face dataset the teacher pinned
-        return st.session_state.get("class_data")
-    try:
-        info = service().dataset_info(name)
-    except DataError as e:
-        st.error(str(e))
-        return None
-    rows = _bundled_rows(name, "train")
-    return {"name": name, "train_ref": f"{name}:train", "eval_ref": f"{name}:test",
-            "dev_ref": f"{name}:dev", "rows": rows, "fields": info["fields"],
-            "label_field": info["label_field"], "classes": info["classes"],
-            "verbalizer": info["verbalizer"], "templates": info["templates"],
-            "ptuning_templates": info["ptuning_templates"], "description": info["description"],
-            "vocab": info["label_space"] == "vocab"}
-
-
-@st.cache_data(show_spinner=False)
-def _bundled_rows(name: str, split: str) -> list:
-    return service().dataset_rows(name, split)
 
 
 # ---- sidebar --------------------------------------------------------------------------------

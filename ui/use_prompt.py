@@ -8,13 +8,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core.api import (SHOWN_ERRORS, USER_ERRORS, DataError, Evaluation, ModelLoadError,
-                              NoLearnedPrompt, Prediction)
+                              NoLearnedPrompt, Prediction, ranges)
 from ptuning_core.stats import fmt_acc, fmt_pct, result_verdict
 from ui.common import heartbeat, progress_line, service, session_id
 
 HF_CHOICE = "hf:"
 OWN_CHOICE = "own"
-MAX_EXAMPLES = 5000
+MAX_EXAMPLES = ranges.bounds("max_eval")[1]  # the one range of test examples (config.py)
 
 
 def use_prompt_panel(run) -> None:
@@ -86,8 +86,8 @@ def evaluate_on(rid: str, own: str | None, max_eval: int | None) -> None:
                                 key=f"ev-data-{rid}", format_func=lambda o: {
                                     OWN_CHOICE: "this run's evaluation data",
                                     HF_CHOICE: "a Hugging Face dataset (hf:NAME:SPLIT)"}.get(o, o))
-        n = c[1].number_input("First N examples", 1, MAX_EXAMPLES,
-                              min(int(max_eval or 200), MAX_EXAMPLES),
+        n = c[1].number_input("First N examples", ranges.bounds("max_eval")[0], MAX_EXAMPLES,
+                              min(int(max_eval or ranges.MAX_EVAL), MAX_EXAMPLES),
                               key=f"ev-n-{rid}")
         ref = own if choice == OWN_CHOICE else choice
         if choice == HF_CHOICE:
