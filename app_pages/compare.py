@@ -13,7 +13,8 @@ with st.form("compare"):
     names = st.multiselect("Variants", list(VARIANTS), default=["P-tuning (lstm)",
                                                                  "prompt tuning (none)"])
     c = st.columns(4)
-    steps = c[0].number_input("Steps", 1, svc.settings.max_steps, min(TrainConfig().steps, svc.settings.max_steps))
+    max_steps = svc.info().max_steps
+    steps = c[0].number_input("Steps", 1, max_steps, min(TrainConfig().steps, max_steps))
     shots = c[1].number_input("k per class", 1, 256, 16)
     seed = c[2].number_input("Seed", 0, 10**6, 13)
     max_eval = c[3].number_input("Test examples", 10, 5000, 200)
@@ -26,7 +27,7 @@ if go:
                    shots=int(shots), max_eval=int(max_eval), name="compare",
                    train_cfg=TrainConfig(steps=int(steps), seed=int(seed)))
     try:
-        job = svc.submit_comparison(sid, spec, names, str(bb.device))
+        job = svc.runs.compare(sid, spec, names, str(bb.device))
         st.session_state["compare_job"] = job.id
     except SHOWN_ERRORS as e:
         st.error(str(e))
@@ -43,19 +44,15 @@ def progress():
             st.session_state["compare_seen"] = jid
             st.rerun()  # show the finished comparison below
         return
-    snap = job.snapshot()
-    var = [e for e in snap["events"] if e["type"] == "variant"]
-    p = snap["progress"]
-    text = f"{var[-1]['name']} ({var[-1]['index'] + 1}/{var[-1]['total']})" if var else "starting"
-    frac, line = progress_line(p, job.stop.is_set())
-    st.progress(frac, text=f"{text} · {line}")
+    frac, line = progress_line(job.progress(), job.stopping)
+    st.progress(frac, text=f"{job.activity or 'starting'} · {line}")
     if st.button("Stop comparison"):
-        svc.stop_job(jid, sid)
+        svc.runs.stop(jid, sid)
 
 
 progress()
 
-comps = {c.id: c for c in svc.runs("compare")}
+comps = {c.id: c for c in svc.library.runs("compare")}
 if not comps:
     st.info("No comparison yet.")
     st.stop()
@@ -63,14 +60,14 @@ cid = st.selectbox("Comparison", list(comps),
                    format_func=lambda i: f"{comps[i].template} · "
                                          f"{pd.to_datetime(comps[i].created, unit='s'):%H:%M:%S}")
 try:
-    view = svc.comparison(cid)
+    view = svc.library.comparison(cid)
 except USER_ERRORS as e:
     st.error(str(e))
     st.stop()
-if svc.can_manage(sid, view.owner) and st.button("Delete this comparison",
+if svc.room.can_manage(sid, view.owner) and st.button("Delete this comparison",
                                                  help="its runs stay on the Runs page"):
     try:
-        svc.delete_run(cid, sid)
+        svc.library.delete(cid, sid)
         st.rerun()
     except USER_ERRORS as e:
         st.error(str(e))

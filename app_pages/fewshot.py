@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core.api import (DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, SHOWN_ERRORS,
-                              USER_ERRORS, SweepSpec, TrainConfig, ranges)
+                              USER_ERRORS, SweepSpec, TrainConfig)
 from ui.common import backbone, my_job, service, session_id
 
 st.title("Few-shot sweep")
@@ -13,7 +13,7 @@ sid = session_id()
 bb = backbone()
 if bb is None:
     st.stop()
-cls = svc.datasets(label_space="classes")
+cls = svc.data.datasets(label_space="classes")
 ds = st.session_state.get("dataset", "sentiment")
 if ds not in cls:
     st.info(f"Few-shot sweeps run on a bundled classification dataset ({', '.join(cls)}); "
@@ -25,8 +25,8 @@ with st.form("sweep"):
     ks = st.text_input("k values (per class)", "2,4,8,16,32")
     c = st.columns(4)
     n_seeds = c[0].number_input("Seeds", 1, 5, 3, help="3 in class, 5 for a full study")
-    steps = c[1].number_input("Steps per run", 1, svc.settings.max_steps,
-                              min(TrainConfig().steps, svc.settings.max_steps))
+    max_steps = svc.info().max_steps
+    steps = c[1].number_input("Steps per run", 1, max_steps, min(TrainConfig().steps, max_steps))
     max_eval = c[2].number_input("Test examples", 10, 2000, 100)
     methods = st.multiselect("Methods", list(METHODS), default=list(DEFAULT_METHODS),
                              help="lora / full-finetune train a copy of the model through the "
@@ -34,19 +34,14 @@ with st.form("sweep"):
     go_btn = st.form_submit_button("Run sweep", type="primary")
 
 if go_btn:
-    try:
-        k_list = sorted(set(ranges.parse_list("k", ks)))
-    except SHOWN_ERRORS as e:  # one line naming the range, never Python's own message
-        st.error(f"k values: {e}")
-        k_list = None
     if not methods:
         st.error("Choose at least one method to run the sweep.")
-    if k_list and methods:
-        spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=k_list,
+    else:  # the k values as typed: the door parses them (one line naming the range if bad)
+        spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=ks,
                          seeds=list(DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
                          steps=int(steps), max_eval=int(max_eval))
         try:
-            job = svc.submit_sweep(sid, spec, str(bb.device))
+            job = svc.runs.sweep(sid, spec, str(bb.device))
             st.session_state["sweep_job"] = job.id
         except SHOWN_ERRORS as e:
             st.error(str(e))
@@ -81,7 +76,7 @@ def live():
         if job.error:
             st.error(job.error)
         return  # the finished sweep is drawn once, below, from the store
-    live_view = svc.sweep_progress(jid)
+    live_view = svc.runs.sweep_progress(jid)
     if live_view is not None and live_view.cells:
         st.progress(live_view.done / live_view.total,
                     text=f"{live_view.done}/{live_view.total} runs · {live_view.status}")
@@ -91,7 +86,7 @@ def live():
     if job.error:
         st.error(job.error)
     if not job.done and st.button("Stop sweep"):
-        svc.stop_job(jid, sid)
+        svc.runs.stop(jid, sid)
     if job.done and st.session_state.get("sweep_seen") != jid:
         st.session_state["sweep_seen"] = jid
         st.rerun()  # redraw the stored sweeps below
@@ -99,18 +94,18 @@ def live():
 
 live()
 st.subheader("Stored sweeps")
-sweeps = {s.id: s for s in svc.runs("sweep")}
+sweeps = {s.id: s for s in svc.library.runs("sweep")}
 if sweeps:
     sw = st.selectbox("Open", list(sweeps),
                       format_func=lambda i: f"{sweeps[i].name} · {sweeps[i].status} · {i}")
     try:
-        view = svc.sweep(sw)
+        view = svc.library.sweep(sw)
     except USER_ERRORS as e:
         st.error(str(e))
         st.stop()
-    if svc.can_manage(sid, view.owner) and st.button("Delete this sweep"):
+    if svc.room.can_manage(sid, view.owner) and st.button("Delete this sweep"):
         try:
-            svc.delete_run(sw, sid)
+            svc.library.delete(sw, sid)
             st.rerun()
         except USER_ERRORS as e:
             st.error(str(e))

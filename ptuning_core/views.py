@@ -310,10 +310,16 @@ class RetestResult:
     verdict: str = ""  # one sentence from the numbers; empty when not paired
 
 
-def retest(store, rid: str, bb, callback=None) -> RetestResult:
-    """Evaluate the discretized template of a run on its own evaluation data (up to its
-    ``max_eval``), with an exact McNemar test against its continuous predictions."""
+def retest_rows(cfg: dict) -> list:
+    """The examples a run's re-test evaluates: its own evaluation data, up to its max_eval."""
     from . import data as D
+    return D.load_ref(cfg["eval"]).rows[: int(cfg.get("max_eval") or 200)]
+
+
+def retest(store, rid: str, bb, callback=None, rows: Optional[list] = None) -> RetestResult:
+    """Evaluate the discretized template of a run on its own evaluation data (up to its
+    ``max_eval``), with an exact McNemar test against its continuous predictions. ``rows``:
+    that data read beforehand (``retest_rows``; a Ray worker gets what the driver read)."""
     from .evaluate import evaluate, phase_progress
     from .model import PromptModel
     from .projections import discretize, nearest_tokens
@@ -325,7 +331,7 @@ def retest(store, rid: str, bb, callback=None) -> RetestResult:
         raise ConfigError("this run names no evaluation data to re-test on")
     dtpl = discretize(layout, nearest_tokens(emb, bb.embeddings, bb.tokenizer, 1,
                                              words_only=True))
-    rows = D.load_ref(cfg["eval"]).rows[: int(cfg.get("max_eval") or 200)]
+    rows = retest_rows(cfg) if rows is None else rows
     verb = Verbalizer.parse(cfg["verbalizer"]) if cfg.get("verbalizer") else None
     res = evaluate(PromptModel(bb, dtpl, verb, "none"), rows, cfg.get("label_field") or "label",
                    progress=phase_progress(callback, "re-test") if callback else None)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import time
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -10,7 +9,7 @@ import streamlit as st
 
 from ptuning_core.api import (DEFAULT_LABEL, DEFAULT_MODEL, USER_ERRORS, DataError,
                               ModelLoadError, ranges)
-from ptuning_core.service import Service
+from ptuning_core.app import Service
 from ptuning_core.stats import fmt_pct
 
 ROLE_COLORS = {"field": "#dbeafe", "text": "#e5e7eb", "anchor": "#fde68a", "pseudo": "#c4b5fd",
@@ -29,7 +28,7 @@ def service() -> Service:
 def backend_banner() -> None:
     """One line at the top of every page when this server's job backend (Ray) cannot take
     runs: they are refused, not run elsewhere."""
-    err = service().backend_error
+    err = service().info().backend_error
     if err:
         st.error(f"Training is unavailable on this server: {err}", icon=":material/cloud_off:")
 
@@ -50,7 +49,7 @@ def session_id() -> str:
     and its session in the queue. Every tab and refresh of one browser has the same."""
     from ui.classroom import identity
     who = identity()
-    service().queue.heartbeat(who)
+    service().room.heartbeat(who)
     return who
 
 
@@ -64,7 +63,7 @@ def restore_from_link() -> None:
         if short in qp:
             v = qp[short]
             if key in ("steps", "shots", "seed", "lr"):
-                v, err = ranges.parse(key, v, service().settings.max_steps
+                v, err = ranges.parse(key, v, service().info().max_steps
                                       if key == "steps" else None)
                 if err:  # one line on the page, the page's own value stays
                     st.session_state.setdefault("_link_msgs", []).append(
@@ -144,7 +143,7 @@ def dataset_context(kind: str | None = None) -> dict | None:
     if name.startswith("class:"):  # an uploaded or Hugging Face dataset the teacher pinned
         return st.session_state.get("class_data")
     try:
-        info = service().dataset_info(name)
+        info = service().data.dataset_info(name)
     except DataError as e:
         st.error(str(e))
         return None
@@ -159,12 +158,13 @@ def dataset_context(kind: str | None = None) -> dict | None:
 
 @st.cache_data(show_spinner=False)
 def _bundled_rows(name: str, split: str) -> list:
-    return service().dataset_rows(name, split)
+    return service().data.dataset_rows(name, split)
 
 
 # ---- sidebar --------------------------------------------------------------------------------
 def sidebar() -> None:
     svc = service()
+    info = svc.info()
     with st.sidebar:
         # First, before anything that may st.rerun(): a widget not drawn in a finished run
         # loses its state, so the name is also kept under a key no widget owns.
@@ -174,7 +174,7 @@ def sidebar() -> None:
                       max_chars=40)
         st.session_state["_author"] = st.session_state["author"]
         st.markdown("### Model")
-        choices = svc.settings.model_choices()
+        choices = list(info.model_choices)
         cur = st.session_state.get("model", DEFAULT_MODEL)
         if cur not in choices:
             choices = choices + [cur]
@@ -182,12 +182,12 @@ def sidebar() -> None:
         label = {DEFAULT_MODEL: DEFAULT_LABEL}
         st.selectbox("Frozen language model", choices, key="model",
                      format_func=lambda m: label.get(m, m))
-        if svc.settings.allow_any_model or svc.settings.allow_local_paths:
+        if info.other_models:
             other = st.text_input("…or a Hugging Face id, folder or .gguf file", key="model_other",
                                   placeholder="e.g. bert-base-uncased")
             if other and st.button("Use this model"):
                 try:
-                    svc.settings.check_model(other)
+                    svc.check_model(other)
                     st.session_state["model"] = other
                     st.rerun()
                 except ModelLoadError as e:
@@ -195,10 +195,10 @@ def sidebar() -> None:
         bb = backbone()
         if bb is not None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
-        if svc.ray is not None:  # runs and sweeps train elsewhere
-            st.caption(f"Training on {svc.ray.describe()}")
+        if info.backend_text:  # runs and sweeps train elsewhere
+            st.caption(f"Training on {info.backend_text}")
         st.markdown("### Dataset")
-        names = svc.datasets()
+        names = svc.data.datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
         cd = st.session_state.get("class_data")
         opts = names + [d["name"] for d in (up, hf, cd) if d]
@@ -216,11 +216,11 @@ def sidebar() -> None:
             f = st.file_uploader("Your data", type=["csv", "tsv", "jsonl"], key="upload_file")
             if f is not None:
                 try:
-                    cols = svc.upload_columns(f.getvalue(), f.name)
+                    cols = svc.data.upload_columns(f.getvalue(), f.name)
                     tf = st.multiselect("Text column(s)", cols, default=cols[:1], key="up_text")
                     lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
                     if st.button("Use this file") and tf:
-                        st.session_state["upload"] = svc.save_upload(
+                        st.session_state["upload"] = svc.data.save_upload(
                             session_id(), f.getvalue(), f.name, tf, lf)
                         st.session_state["_dataset_next"] = st.session_state["upload"]["name"]
                         st.rerun()
@@ -236,7 +236,7 @@ def sidebar() -> None:
             lf = st.text_input("Label column", key="hf_label", value="label")
             if st.button("Use this dataset") and tr:
                 try:
-                    st.session_state["hfdata"] = svc.open_hf_dataset(
+                    st.session_state["hfdata"] = svc.data.open_hf_dataset(
                         tr.strip(), (ev or tr).strip(), tf.split(","), lf.strip())
                     st.session_state["_dataset_next"] = st.session_state["hfdata"]["name"]
                     st.rerun()
@@ -348,14 +348,14 @@ def job_panel(job_id: str) -> None:
     """Progress, estimated start or end, live loss curve and a Stop button, refreshed at the
     pace the job changes (``job_interval``); a done job's panel does not poll."""
     svc = service()
-    first = svc.job_view(job_id)
+    first = svc.runs.view(job_id)
     declared = _state_of(first)
 
     @st.fragment(run_every=job_interval(first))
     def _panel():
         heartbeat()
         svc, who = service(), st.session_state.get("sid", "")
-        view = svc.job_view(job_id)
+        view = svc.runs.view(job_id)
         if _state_of(view) != declared:
             st.rerun()  # once: the page declares the panel again with the new pace
         if view is None:
@@ -372,11 +372,11 @@ def job_panel(job_id: str) -> None:
         if view.losses:
             st.plotly_chart(_live_figure(view), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
-        mine = svc.may_stop(who, view.owner_id)
+        mine = svc.room.may_stop(who, view.owner_id)
         if not view.done and not stopping and mine:
             if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
                 try:
-                    svc.stop_job(job_id, who)
+                    svc.runs.stop(job_id, who)
                     st.toast("Stopping… what was learned so far is kept.")
                     stopping = True
                 except USER_ERRORS as e:
@@ -386,7 +386,7 @@ def job_panel(job_id: str) -> None:
         status = "stopping…" if stopping else view.status
         c2.markdown(f"**Status:** {status}" + (f" — {view.error}" if view.error else ""))
         if view.done and view.run_id:
-            run = svc.run_summary(view.run_id)
+            run = svc.library.run_summary(view.run_id)
             if run is not None and run.discrete:
                 result_summary(run)
     _panel()
@@ -482,26 +482,12 @@ def pick_run(label: str, runs: list) -> str:
     return st.session_state[key]
 
 
-FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it
-
-
 def my_job(state_key: str, kind: str):
     """The job this session started (its id under ``state_key``), or, in a new tab or after a
     refresh, this identity's latest job of ``kind`` (a live one first); None if there is none."""
-    svc = service()
-    jid = st.session_state.get(state_key)
-    job = svc.queue.get(jid) if jid else None
-    if job is not None and job.status != "queued":
-        return job
-    current = svc.current_job(st.session_state.get("sid", ""), kind)
-    if job is not None:  # queued: the identity's running one, if any, is the current one
-        return current if current is not None and current.status == "running" else job
-    job = current
-    if job is not None and job.status == "failed":
-        # a failure is shown once, with its job: to the session that started it, or to a
-        # refresh right after it; it does not follow the identity into later sessions
-        if time.time() - (job.ended or job.created) > FAILURE_SHOWN_S:
-            return None
+    held = st.session_state.get(state_key)
+    job = service().runs.mine(st.session_state.get("sid", ""), held, kind)  # a JobView
+    if job is not None and job.status == "failed" and job.id != held:
         st.session_state[state_key] = job.id  # this session now holds it, with its reason
     return job
 
@@ -510,7 +496,7 @@ def heartbeat() -> None:
     """Polling fragments call this: a session whose page is open is never reaped as idle."""
     sid = st.session_state.get("sid")
     if sid:
-        service().queue.heartbeat(sid)
+        service().room.heartbeat(sid)
 
 
 def _stop_job(job_id: str, label: str) -> None:
@@ -518,7 +504,7 @@ def _stop_job(job_id: str, label: str) -> None:
     fragment, so a click is never lost to the table redrawing itself."""
     svc, who = service(), st.session_state.get("sid", "")
     try:
-        svc.stop_job(job_id, who)
+        svc.runs.stop(job_id, who)
         st.session_state["_queue_msg"] = ("ok", f"Stopping {label}… what it learned so far is "
                                                 f"kept.")
     except USER_ERRORS as e:
@@ -529,8 +515,8 @@ def queue_polls(svc, who: str) -> bool:
     """Whether this viewer's queue list refreshes itself: while they have a job queued or
     running, and for the teacher while anything is; otherwise it shows the queue as of the last
     run of the page (with a Refresh button)."""
-    snap = svc.live()
-    return bool(snap.live) and (snap.has_live(who) or svc.teacher_view(who))
+    snap = svc.runs.live()
+    return bool(snap.live) and (snap.has_live(who) or svc.room.teacher_view(who))
 
 
 def queue_frame(rows: list) -> pd.DataFrame:
@@ -560,7 +546,7 @@ def queue_panel() -> None:
         msg = st.session_state.pop("_queue_msg", None)
         if msg:
             (st.toast if msg[0] == "ok" else st.error)(msg[1])
-        rows = svc.queue_rows(who)
+        rows = svc.room.queue_rows(who)
         if not rows:
             st.caption("The queue is empty.")
         else:
