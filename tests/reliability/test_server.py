@@ -129,7 +129,7 @@ def test_finished_jobs_keep_only_a_small_summary():
 def test_a_finished_run_job_lets_go_of_its_prepared_data(tmp_path, monkeypatch):
     import weakref
 
-    import ptuning_core.service as service_module
+    import ptuning_core.app.runs as service_module
     svc = tiny_service(tmp_path)
     kept = []
     real = service_module.prepare
