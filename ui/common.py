@@ -174,7 +174,7 @@ def sidebar() -> None:
                       max_chars=40)
         st.session_state["_author"] = st.session_state["author"]
         st.markdown("### Model")
-        choices = list(info.model_choices)
+        choices = svc.model_choices()
         cur = st.session_state.get("model", DEFAULT_MODEL)
         if cur not in choices:
             choices = choices + [cur]

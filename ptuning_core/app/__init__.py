@@ -6,7 +6,8 @@ façades, each a room of its own:
   the executor (this process, or the Ray pool) — ``app/runs.py``;
 - ``svc.library``: stored runs, comparisons, sweeps, experiments, evaluations, learned prompts
   (try, export, import), rename/share/delete, the class board — ``app/library.py``;
-- ``svc.inspect``: Template Studio, a run's pseudo tokens and maps, re-tests — ``app/inspection.py``;
+- ``svc.inspect``: Template Studio, a run's pseudo tokens and maps, re-tests —
+  ``app/inspection.py``;
 - ``svc.data``: bundled datasets, uploads, Hugging Face datasets, who may read what —
   ``app/datasets.py``;
 - ``svc.room`` (the classroom): identity, teacher, pin, working state, the queue's rows —
@@ -40,7 +41,6 @@ class ServerInfo:
     """What pages show and bound their widgets by, from the server's settings."""
     max_steps: int
     max_upload_mb: int
-    model_choices: tuple  # the models a student can pick
     other_models: bool  # whether typing another model (hub id, path) can be allowed
     backend: str  # local | ray
     workers: int  # Ray actors (0: local)
@@ -63,10 +63,14 @@ class Service:
     def info(self) -> ServerInfo:
         s, ex = self._core.settings, self._core.executor
         ray = ex.pool is not None or ex.error is not None
-        return ServerInfo(s.max_steps, s.max_upload_mb, tuple(s.model_choices()),
-                          s.allow_any_model or s.allow_local_paths,
+        return ServerInfo(s.max_steps, s.max_upload_mb, s.allow_any_model or s.allow_local_paths,
                           "ray" if ray else "local", ex.pool.size if ex.pool else 0,
                           ex.describe(), ex.error)
+
+    def model_choices(self) -> list:
+        """The models a student can pick: the default, the allowed ones, those in the Hugging
+        Face cache (read from disk: the sidebar asks once per run of a page)."""
+        return self._core.settings.model_choices()
 
     def check_model(self, name: str) -> str:
         """The model name if this server allows it, else ModelLoadError (one line)."""

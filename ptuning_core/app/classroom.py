@@ -101,7 +101,7 @@ class ClassroomDoor:
         pin = {"template": template, "dataset": name, "upload": None, "hf": None,
                "by": self._core.classroom.labels([who])[who], "version": time.time()}
         if uploads.owner_of(ctx["train_ref"]) is not None:
-            self._svc.data.open_upload(who, uploads.meta(ctx))  # checks the files are readable by who
+            self._svc.data.open_upload(who, uploads.meta(ctx))  # the files are who's to read
             pin["dataset"] = "class:" + name
             pin["upload"] = {**uploads.copy_to_class(uploads.meta(ctx)), "name": pin["dataset"]}
         elif is_hf_ref(ctx["train_ref"]):

@@ -15,6 +15,7 @@ from ..train import ConfigError
 from .core import KIND_WORDS
 from .snapshots import LiveBoard
 
+
 def parse_ks(value) -> list:
     """k values per class: the text typed ("2,4,8") or a list; ConfigError (one line naming
     the range) otherwise."""
