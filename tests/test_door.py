@@ -1,6 +1,7 @@
 """The Service is the only door: pages and ui/ import nothing from the engine, and the typed
 views the pages draw come from the service (tiny models, no browser)."""
 import ast
+import re
 import time
 from pathlib import Path
 
@@ -45,6 +46,34 @@ def test_pages_and_ui_import_only_the_door():
             if mod not in ALLOWED or mod.split(".")[1] in ENGINE:
                 bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
     assert not bad, "pages/ui must go through ptuning_core.service:\n" + "\n".join(bad)
+
+
+BEHIND_THE_DOOR = re.compile(r"\b(svc|service\(\))\.(queue|settings|classroom|ray|store|_\w+)\b")
+
+
+def test_pages_reach_nothing_behind_the_door():
+    """Pages and ui/ call the façades only: never the queue, settings, class, pool or store,
+    nor anything private of the door."""
+    bad = [f"{f.relative_to(ROOT)}:{i}: {line.strip()}" for f in door_files()
+           for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+           if BEHIND_THE_DOOR.search(line)]
+    assert not bad, "\n".join(bad)
+    assert BEHIND_THE_DOOR.search("job = svc.queue.get(jid)")  # the check does see one
+    assert BEHIND_THE_DOOR.search("service()._core.store")
+    assert not BEHIND_THE_DOOR.search("svc.runs.view(jid)")
+
+
+def test_each_facade_reads_in_one_sitting():
+    """No class of the door (ptuning_core/app/) is over ~200 lines."""
+    sizes = {}
+    for f in sorted((ROOT / "ptuning_core" / "app").glob("*.py")):
+        for node in ast.parse(f.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                sizes[f"{f.name}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert {"runs.py:Runs", "library.py:Library", "inspection.py:Inspect", "datasets.py:Data",
+            "classroom.py:ClassroomDoor", "__init__.py:Service"} <= set(sizes)
+    assert max(sizes.values()) <= 210, sizes
+    assert sizes["__init__.py:Service"] <= 60  # a composition, not a fifth room
 
 
 def test_the_door_check_sees_every_form_of_import(tmp_path):
@@ -250,7 +279,8 @@ def test_one_train_click_parses_its_template_once_and_loads_no_model(svc, monkey
         template=tpl, train="sentiment:train", eval="sentiment:test", verbalizer=VERB,
         model=name, shots=4, max_eval=8, train_cfg=TrainConfig(steps=2, batch_size=4)))
     assert parsed.count(tpl) == 1 and loads == []  # the request: one parse, no model
-    assert view.status in ("queued", "running") and view.run_id
+    from ptuning_core.api import JobView
+    assert isinstance(view, JobView) and view.status in ("queued", "running") and view.run_id
     job = svc._core.queue.wait(view.id, 60)
     assert loads == [name]  # the job loaded it
     assert job.status == "failed" and "cannot load someone/not-loaded-yet" in job.error
