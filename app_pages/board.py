@@ -12,23 +12,15 @@ def board():
     svc, who = service(), st.session_state.get("sid", "")
     table = st.container()  # drawn after the removal control below has acted
     removal(svc, who)
-    rows = []
-    for r in svc.runs(None, shared_only=True):
-        c = r.continuous
-        # an experiment has no one template (its title is its name); its arm is with accuracy
-        tpl = r.template if r.kind != EXPERIMENT_KIND else \
-            f"experiment: {c.template if c else 'no result'}"
-        rows.append({"author": r.author or "anonymous", "name": r.name, "template": tpl,
-                     "data": r.train_ref.split(":")[0],
-                     "accuracy": c.accuracy if c else None, "95% CI": c.text if c else None,
-                     "n": c.n if c else None, "_rank": c.ci95[0] if c else -1.0,
-                     "discrete": r.discrete.accuracy if r.discrete else None, "run": r.id})
+    rows = [{"author": b.author, "name": b.name, "template": b.template, "data": b.data,
+             "accuracy": b.accuracy, "95% CI": b.ci95_text, "n": b.n, "discrete": b.discrete,
+             "run": b.run} for b in svc.library.board()]  # best first (the door's ranking)
     with table:
         if not rows:
             st.info("Nothing shared yet: on the Runs page, switch on 'Shared on the class "
                     "board'.")
             return
-        df = pd.DataFrame(rows).sort_values("_rank", ascending=False).drop(columns="_rank")
+        df = pd.DataFrame(rows)
         st.caption("Ranked by the lower end of each 95% interval, so a run tested on 20 "
                    "examples does not outrank one tested on 200 by luck.")
         st.dataframe(df, hide_index=True, column_config={
@@ -39,16 +31,16 @@ def board():
 
 def removal(svc, who):
     """Take an entry off the board: the teacher any, a student their own."""
-    removable = [r for r in svc.runs(None, shared_only=True) if svc.can_manage(who, r.owner)]
+    removable = [b for b in svc.library.board() if svc.room.can_manage(who, b.owner_id)]
     if not removable:
         return
-    names = {r.id: f"{r.author or 'anonymous'} · {r.name} · {r.id}" for r in removable}
+    names = {b.run: f"{b.author} · {b.name} · {b.run}" for b in removable}
     c1, c2 = st.columns([3, 1])
     pick = c1.selectbox("Entry", list(names), format_func=names.get, key="board_pick",
                         label_visibility="collapsed")
     if c2.button("Remove from the board", key="board_remove"):
         try:
-            svc.remove_from_board(pick, who)
+            svc.library.remove_from_board(pick, who)
             st.toast("Taken off the board.")
         except USER_ERRORS as e:
             st.error(str(e))

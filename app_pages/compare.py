@@ -9,7 +9,7 @@ from ui.common import (confusion_figure, link_settings, loss_figure, my_job, num
 svc, sid, bb, ctx, template = page_setup("Discrete vs continuous")
 st.markdown(f"Template `{template}` on **{ctx['name']}**: every variant trains on the same "
             f"k-shot split and is tested on the same examples.")
-D, U, max_steps = TrainConfig(), ranges.COMPARE_DEFAULTS, svc.settings.max_steps
+D, U, max_steps = TrainConfig(), ranges.COMPARE_DEFAULTS, svc.info().max_steps
 # the link is state: a shared link opens these settings (read with the ranges of config.py)
 link_settings("compare", {
     "v": ("cmp_variants", lambda raw: ranges.parse_names("variant", raw, list(VARIANTS))),
@@ -41,7 +41,7 @@ if go:
                    shots=int(shots), max_eval=int(max_eval), name="compare",
                    train_cfg=TrainConfig(steps=int(steps), seed=int(seed)))
     try:
-        job = svc.submit_comparison(sid, spec, names, str(bb.device))
+        job = svc.runs.compare(sid, spec, names, str(bb.device))
         st.session_state["compare_job"] = job.id
     except SHOWN_ERRORS as e:
         st.error(str(e))
@@ -58,19 +58,15 @@ def progress():
             st.session_state["compare_seen"] = jid
             st.rerun()  # show the finished comparison below
         return
-    snap = job.snapshot()
-    var = [e for e in snap["events"] if e["type"] == "variant"]
-    p = snap["progress"]
-    text = f"{var[-1]['name']} ({var[-1]['index'] + 1}/{var[-1]['total']})" if var else "starting"
-    frac, line = progress_line(p, job.stop.is_set())
-    st.progress(frac, text=f"{text} · {line}")
+    frac, line = progress_line(job.progress(), job.stopping)
+    st.progress(frac, text=f"{job.activity or 'starting'} · {line}")
     if st.button("Stop comparison"):
-        svc.stop_job(jid, sid)
+        svc.runs.stop(jid, sid)
 
 
 progress()
 
-comps = {c.id: c for c in svc.runs("compare")}
+comps = {c.id: c for c in svc.library.runs("compare")}
 if not comps:
     st.info("No comparison yet.")
     st.stop()
@@ -78,14 +74,14 @@ cid = st.selectbox("Comparison", list(comps),
                    format_func=lambda i: f"{comps[i].template} · "
                                          f"{pd.to_datetime(comps[i].created, unit='s'):%H:%M:%S}")
 try:
-    view = svc.comparison(cid)
+    view = svc.library.comparison(cid)
 except USER_ERRORS as e:
     st.error(str(e))
     st.stop()
-if svc.can_manage(sid, view.owner) and st.button("Delete this comparison",
+if svc.room.can_manage(sid, view.owner) and st.button("Delete this comparison",
                                                  help="its runs stay on the Runs page"):
     try:
-        svc.delete_run(cid, sid)
+        svc.library.delete(cid, sid)
         st.rerun()
     except USER_ERRORS as e:
         st.error(str(e))

@@ -14,7 +14,7 @@ st.info("Nearest words are a **projection, not an explanation**: a continuous pr
         "waywardness). Use *Discretize and re-test* to see the gap.")
 svc = service()
 sid = session_id()
-runs = [r for r in svc.runs("train") if r.has_prompt and
+runs = [r for r in svc.library.runs("train") if r.has_prompt and
         r.status in ("finished", "stopped", "imported")]
 if not runs:
     no_run_note()
@@ -24,7 +24,7 @@ rid = pick_run("Run", runs)
 k = st.slider("Nearest tokens per pseudo token", *ranges.bounds("nearest"), ranges.NEAREST)
 words_only = st.toggle("Only word-like tokens", value=False)
 try:
-    view = svc.embeddings(rid, k, words_only)
+    view = svc.inspect.embeddings(rid, k, words_only)
 except SHOWN_ERRORS as e:
     st.error(str(e))
     st.stop()
@@ -39,7 +39,7 @@ st.subheader("Map of the embedding space")
 method = st.radio("Projection", ["pca", "tsne"], horizontal=True)
 try:
     with st.spinner("Projecting…"):
-        emap = svc.embedding_map(rid, method)
+        emap = svc.inspect.embedding_map(rid, method)
 except SHOWN_ERRORS as e:
     st.error(str(e))
     st.stop()
@@ -93,7 +93,7 @@ st.markdown(f"Each pseudo token replaced by its nearest word-like token: `{view.
 job_key = f"retest-{rid}"
 if view.can_retest and st.button("Evaluate the discretized template"):
     try:
-        st.session_state[job_key] = svc.submit_retest(sid, rid).id
+        st.session_state[job_key] = svc.inspect.retest(sid, rid).id
     except SHOWN_ERRORS as e:
         st.error(str(e))
 
@@ -116,18 +116,17 @@ def show_retest(res) -> None:
 def retest_panel():
     heartbeat()
     jid = st.session_state.get(job_key)
-    job = svc.queue.get(jid) if jid else svc.retest_job(rid)  # after a refresh: the run's
+    job = svc.runs.view(jid) if jid else svc.inspect.retest_job(rid)  # after a refresh: the run's
     jid = job.id if job is not None else jid
     if job is not None and not job.done:
-        snap = job.snapshot()
-        if snap["status"] == "queued":
-            st.info(f"Re-test waiting in the queue: position {svc.queue.position(jid)}.")
+        if job.status == "queued":
+            st.info(f"Re-test waiting in the queue: position {job.position}.")
         else:
-            st.progress(*progress_line(snap["progress"], job.stop.is_set()))
+            st.progress(*progress_line(job.progress(), job.stopping))
         return
     if job is not None and job.error:
         st.error(f"The re-test failed: {job.error}")
-    res = (svc.retest_result(jid) if jid else None) or svc.last_retest(rid)
+    res = (svc.inspect.retest_result(jid) if jid else None) or svc.inspect.last_retest(rid)
     if res is not None and res.template == view.discretized:
         show_retest(res)
 

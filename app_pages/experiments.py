@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ptuning_core.api import (EXPERIMENT_KIND, EXPERIMENTS, SHOWN_ERRORS, USER_ERRORS,
-                              ExperimentRequest, get_experiment, ranges)
+                              ExperimentRequest, get_experiment)
 from ptuning_core.stats import fmt_acc
 from ui.common import backbone, my_job, progress_line, service, session_id
 
@@ -31,12 +31,6 @@ ks_txt = c[2].text_input("k per class (optional)", placeholder="preset's, e.g. 4
                          key="exp_ks")
 
 
-def numbers(text: str, what: str):
-    if not text.strip():
-        return None
-    return ranges.parse_list("seed" if what == "seeds" else "k", text)
-
-
 for exp in EXPERIMENTS.values():
     with st.container(border=True):
         left, right = st.columns([5, 1])
@@ -49,9 +43,8 @@ for exp in EXPERIMENTS.values():
             try:
                 req = ExperimentRequest(exp.id, preset=preset,
                                           model=st.session_state.get("model", "default"),
-                                          seeds=numbers(seeds_txt, "seeds"),
-                                          ks=numbers(ks_txt, "k values"))
-                job = svc.submit_experiment(sid, req)
+                                          seeds=seeds_txt, ks=ks_txt)  # parsed by the door
+                job = svc.runs.experiment(sid, req)
                 st.session_state["experiment_job"] = job.id
             except SHOWN_ERRORS as e:
                 st.error(str(e))
@@ -70,20 +63,16 @@ def progress():
                 st.session_state["experiment_pick"] = job.run_id
             st.rerun()  # show the finished experiment below
         return
-    snap = job.snapshot()
-    cells = [e for e in snap["events"] if e.get("type") == "cell" and e.get("arm")]
-    text = (f"{job.label} · run {cells[-1]['done'] + 1}/{cells[-1]['total']}: {cells[-1]['arm']}"
-            f" k={cells[-1]['k']} seed={cells[-1]['seed']}") if cells else job.label
-    frac, line = progress_line(snap["progress"], job.stop.is_set())
-    st.progress(frac, text=f"{text} · {line}")
-    if svc.can_manage(sid, job.session) and st.button("Stop experiment",
+    frac, line = progress_line(job.progress(), job.stopping)
+    st.progress(frac, text=f"{job.activity or job.label} · {line}")
+    if svc.room.can_manage(sid, job.owner_id) and st.button("Stop experiment",
                                                       help="the finished runs are kept"):
-        svc.stop_job(jid, sid)
+        svc.runs.stop(jid, sid)
 
 
 progress()
 
-stored = svc.experiments()
+stored = svc.library.experiments()
 if not stored:
     st.info("No experiment yet: run one above.")
     st.stop()
@@ -94,7 +83,7 @@ rid = st.selectbox("Stored experiment", ids, key="experiment_pick",
                    format_func=lambda i: next(f"{e['name']} · {e['status']} · "
                                               f"{pd.to_datetime(e['created'], unit='s'):%H:%M:%S}"
                                               for e in stored if e["id"] == i))
-res = svc.experiment(rid)
+res = svc.library.experiment(rid)
 exp = get_experiment(res.experiment)
 st.subheader(f"{exp.id} · {exp.title}")
 st.caption(f"Claim: {exp.claim}  ·  status {res.status}  ·  settings: "
@@ -150,17 +139,17 @@ if importlib.util.find_spec("kaleido") is not None:
 else:
     c[1].caption("PNG: the kaleido package is not installed here, so use the camera button "
                  "in the chart's toolbar (top right of the chart).")
-if svc.can_manage(sid, res.owner):
+if svc.room.can_manage(sid, res.owner):
     shared = c[2].toggle("Shared on the class board", value=res.shared, key=f"share-{rid}")
     if shared != res.shared:
         try:
-            svc.share_run(rid, shared, sid)
+            svc.library.share(rid, shared, sid)
             st.toast("On the class board." if shared else "Taken off the class board.")
         except USER_ERRORS as e:
             st.error(str(e))
     if st.button("Delete this experiment"):
         try:
-            svc.delete_run(rid, sid)
+            svc.library.delete(rid, sid)
             st.session_state.pop("experiment_pick", None)
             st.rerun()
         except USER_ERRORS as e:

@@ -14,7 +14,7 @@ sid = session_id()
 bb = backbone()
 if bb is None:
     st.stop()
-cls = svc.datasets(label_space="classes")
+cls = svc.data.datasets(label_space="classes")
 ds = st.session_state.get("dataset", "sentiment")
 if ds not in cls:
     st.info(f"Few-shot sweeps run on a bundled classification dataset ({', '.join(cls)}); "
@@ -22,7 +22,7 @@ if ds not in cls:
     st.stop()
 st.markdown(f"Dataset **{ds}** (from the sidebar): every method sees the same k examples per "
             f"class for each seed, and is tested on the same examples.")
-U, max_steps = ranges.FEWSHOT_DEFAULTS, svc.settings.max_steps
+U, max_steps = ranges.FEWSHOT_DEFAULTS, svc.info().max_steps
 
 
 def _ks(raw):
@@ -62,19 +62,14 @@ with st.expander("Share these settings"):
     st.code(page_link("fewshot", own), language=None)
 
 if go_btn:
-    try:
-        k_list = sorted(set(ranges.parse_list("k", ks, ranges.FEWSHOT_MAX_KS)))
-    except SHOWN_ERRORS as e:  # one line naming the range, never Python's own message
-        st.error(f"k values: {e}")
-        k_list = None
     if not methods:
         st.error("Choose at least one method to run the sweep.")
-    if k_list and methods:
-        spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=k_list,
+    else:  # the k values as typed: the door parses them (one line naming the range if bad)
+        spec = SweepSpec(dataset=ds, model=st.session_state.get("model", "default"), ks=ks,
                          seeds=list(DEFAULT_SEEDS[:int(n_seeds)]), methods=methods,
                          steps=int(steps), max_eval=int(max_eval))
         try:
-            job = svc.submit_sweep(sid, spec, str(bb.device))
+            job = svc.runs.sweep(sid, spec, str(bb.device))
             st.session_state["sweep_job"] = job.id
         except SHOWN_ERRORS as e:
             st.error(str(e))
@@ -109,7 +104,7 @@ def live():
         if job.error:
             st.error(job.error)
         return  # the finished sweep is drawn once, below, from the store
-    live_view = svc.sweep_progress(jid)
+    live_view = svc.runs.sweep_progress(jid)
     if live_view is not None and live_view.cells:
         st.progress(live_view.done / live_view.total,
                     text=f"{live_view.done}/{live_view.total} runs · {live_view.status}")
@@ -119,7 +114,7 @@ def live():
     if job.error:
         st.error(job.error)
     if not job.done and st.button("Stop sweep"):
-        svc.stop_job(jid, sid)
+        svc.runs.stop(jid, sid)
     if job.done and st.session_state.get("sweep_seen") != jid:
         st.session_state["sweep_seen"] = jid
         st.rerun()  # redraw the stored sweeps below
@@ -127,18 +122,18 @@ def live():
 
 live()
 st.subheader("Stored sweeps")
-sweeps = {s.id: s for s in svc.runs("sweep")}
+sweeps = {s.id: s for s in svc.library.runs("sweep")}
 if sweeps:
     sw = st.selectbox("Open", list(sweeps),
                       format_func=lambda i: f"{sweeps[i].name} · {sweeps[i].status} · {i}")
     try:
-        view = svc.sweep(sw)
+        view = svc.library.sweep(sw)
     except USER_ERRORS as e:
         st.error(str(e))
         st.stop()
-    if svc.can_manage(sid, view.owner) and st.button("Delete this sweep"):
+    if svc.room.can_manage(sid, view.owner) and st.button("Delete this sweep"):
         try:
-            svc.delete_run(sw, sid)
+            svc.library.delete(sw, sid)
             st.rerun()
         except USER_ERRORS as e:
             st.error(str(e))

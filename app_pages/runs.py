@@ -1,12 +1,9 @@
 """Runs: every stored run; open, rename, delete, share, export and import prompts."""
-import tempfile
-from pathlib import Path
-
 import streamlit as st
 
-from ptuning_core.api import USER_ERRORS, PromptFileError
-from ui.common import (backbone, confusion_figure, job_panel, loss_figure, no_run_note,
-                       pick_run, result_summary, runs_frame, service, session_id)
+from ptuning_core.api import SHOWN_ERRORS, USER_ERRORS, PromptFileError
+from ui.common import (confusion_figure, job_panel, loss_figure, no_run_note, pick_run,
+                       result_summary, runs_frame, service, session_id)
 from ui.use_prompt import use_prompt_panel
 
 st.title("Runs")
@@ -22,13 +19,13 @@ def act(change) -> None:
         st.session_state["_manage_error"] = str(e)
 
 
-runs = svc.runs("train")
+runs = svc.library.runs("train")
 if not runs:
     no_run_note()
     st.info("No runs yet: train one on the Train page.")
 df = runs_frame(runs)
 if not df.empty:
-    owners = svc.classroom.labels(r.owner for r in runs)
+    owners = svc.library.owner_names(r.owner for r in runs)
     df.insert(2, "owner", [owners[r.owner] + (" (you)" if r.owner == sid else "")
                            for r in runs])
     st.dataframe(df, hide_index=True, column_config={
@@ -37,7 +34,7 @@ if not df.empty:
 
 if runs:
     rid = pick_run("Open a run", runs)
-    detail = svc.run_detail(rid)
+    detail = svc.library.run_detail(rid)
     if detail is None:
         st.warning("That run was deleted.")
         st.stop()
@@ -45,7 +42,7 @@ if runs:
     st.subheader(run.name)
     st.markdown(f"`{run.template}` · model **{run.model}** · status **{run.status}**" +
                 (f" · error: {run.error}" if run.error else ""))
-    job = svc.job_for_run(rid)
+    job = svc.runs.for_run(rid)
     if job is not None and not job.done:
         job_panel(job.id)
     if detail.losses or detail.dev:
@@ -67,14 +64,14 @@ if runs:
     def export_button(col):
         if run.has_prompt:
             try:
-                col.download_button("Export prompt", svc.export_prompt(rid),
+                col.download_button("Export prompt", svc.library.export_prompt(rid),
                                     file_name=f"prompt-{rid}.safetensors",
                                     mime="application/octet-stream")
             except PromptFileError as e:
                 st.error(str(e))
 
-    if not svc.can_manage(sid, run.owner):
-        owner = svc.classroom.labels([run.owner])[run.owner]
+    if not svc.room.can_manage(sid, run.owner):
+        owner = svc.library.owner_names([run.owner])[run.owner]
         st.caption(f"This run belongs to {owner}: you can look at it and export its prompt; "
                    f"only they or the teacher can change it.")
         export_button(st)
@@ -87,32 +84,27 @@ if runs:
                 st.error(err)
             st.text_input("Name", value=run.name, key=f"name-{rid}")
             c = st.columns(4)
-            c[0].button("Rename", on_click=act, args=(lambda: svc.rename_run(
+            c[0].button("Rename", on_click=act, args=(lambda: svc.library.rename(
                 rid, st.session_state[f"name-{rid}"], sid),))
             c[1].toggle("Shared on the class board", value=run.shared, key=f"sh-{rid}",
-                        on_change=act, args=(lambda: svc.share_run(
+                        on_change=act, args=(lambda: svc.library.share(
                             rid, st.session_state[f"sh-{rid}"], sid),))
             if c[2].button("Delete", type="secondary"):
                 st.session_state["confirm_delete"] = rid
             if st.session_state.get("confirm_delete") == rid:
                 st.warning("Delete this run and its files for good?")
                 st.button("Yes, delete", on_click=act, args=(lambda: (
-                    svc.delete_run(rid, sid), st.session_state.pop("confirm_delete", None)),))
+                    svc.library.delete(rid, sid), st.session_state.pop("confirm_delete", None)),))
             export_button(c[3])
 
 st.subheader("Import a prompt")
 up = st.file_uploader("A .safetensors prompt exported by P-Tuning Studio", type=["safetensors"],
                       key="import_file")
 if up is not None and st.button("Import"):
-    bb = backbone()
-    with tempfile.TemporaryDirectory() as d:
-        given = Path(up.name).name  # the run records the file it came from
-        p = Path(d) / (given if given.endswith(".safetensors") and len(given) <= 128
-                       else "import.safetensors")
-        p.write_bytes(up.getvalue())
-        try:
-            new = svc.import_prompt(sid, p, backbone=bb,
-                                    model=st.session_state.get("model", "default"))
-            st.success(f"Imported as run {new}")
-        except PromptFileError as e:
-            st.error(str(e))
+    try:
+        new = svc.library.import_prompt(sid, up.getvalue(),
+                                        model=st.session_state.get("model", "default"),
+                                        filename=up.name)
+        st.success(f"Imported as run {new}")
+    except SHOWN_ERRORS as e:
+        st.error(str(e))

@@ -56,7 +56,7 @@ verb_box = st.container()
 
 model = st.session_state.get("model", "default")
 try:
-    view = service().studio(model, src, ctx["fields"], spec, ctx["rows"][0])
+    view = service().inspect.studio(model, src, ctx["fields"], spec, ctx["rows"][0])
 except SHOWN_ERRORS as e:
     st.error(str(e))
     st.stop()
@@ -122,7 +122,7 @@ if view.ok and (view.verbalizer is not None or ctx["vocab"]):
     st.subheader("Preview: zero-shot on the discrete version")
     st.caption(f"discrete template: `{view.discrete_source}`")
     try:
-        preds = service().preview(model, view.discrete_source, view.verbalizer, ctx["fields"],
+        preds = service().inspect.preview(model, view.discrete_source, view.verbalizer, ctx["fields"],
                                   ctx["label_field"], ctx["rows"][:5])
         st.dataframe(pd.DataFrame([p.as_row() for p in preds]), hide_index=True)
     except SHOWN_ERRORS as e:

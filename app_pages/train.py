@@ -9,7 +9,7 @@ svc, sid, bb, ctx, template = page_setup("Train a continuous prompt")
 st.markdown(f"**Template:** `{template}`  ·  **data:** {ctx['name']}  ·  edit it in "
             f"Template Studio" + ("  ·  **learned label tokens**" if st.session_state.get(
                 "label_tokens") == "learned" else ""))
-max_steps = svc.settings.max_steps
+max_steps = svc.info().max_steps
 if st.session_state.get("template_error"):
     st.warning(f"The template being edited in Template Studio has an error "
                f"({st.session_state['template_error']}); this page uses the last template that "
@@ -71,7 +71,7 @@ with st.container(border=True):  # no st.form: every change reaches the link at 
                                   "does it natively (faster), else fp32; the prompt encoder "
                                   "always trains in fp32")
     model_name = st.session_state.get("model", "default")
-    same = [r for r in svc.runs("train") if r.status in ("finished", "stopped")
+    same = [r for r in svc.library.runs("train") if r.status in ("finished", "stopped")
             and r.template == template and r.model == model_name]
     resume = st.selectbox("Continue from run (optional)", [None] + [r.id for r in same],
                           format_func=lambda i: "— start fresh —" if i is None else
@@ -102,7 +102,7 @@ if go:
                                                                            D.label_tokens),
                                          precision=precision))
     try:
-        job = svc.submit_run(sid, spec)
+        job = svc.runs.train(sid, spec)
         st.session_state["active_job"] = job.id
         st.session_state.setdefault("my_jobs", []).append(job.id)
     except SHOWN_ERRORS as e:

@@ -73,7 +73,7 @@ def steps_per_s(svc: Service, pages: int, collect: bool, steps: int) -> float:
                                                       "positive": ["great"]},
                    shots=4, max_eval=8, device="cpu",
                    train_cfg=TrainConfig(steps=steps, snapshot_every=0))
-    job = svc.submit_run("bench", spec)
+    job = svc._core.queue.get(svc.runs.train("bench", spec).id)
     first = last = None
     while not job.done:
         s = job.progress.get("step") or 0
@@ -118,8 +118,8 @@ def open_page(svc: Service, who: str, job_id, stop: threading.Event, studio: boo
     fig_cache = {}
 
     def job_panel():
-        svc.queue.heartbeat(who)
-        view = svc.job_view(job_id)
+        svc.room.heartbeat(who)
+        view = svc.runs.view(job_id)
         if view is None:
             return None
         if view.status == "queued":
@@ -133,17 +133,17 @@ def open_page(svc: Service, who: str, job_id, stop: threading.Event, studio: boo
                 fig_cache.update(rev=view.rev, fig=loss_figure({"loss": list(view.losses)},
                                                                {"run": list(view.dev)}))
             chart(fig_cache["fig"])
-        svc.may_stop(who, view.owner_id)
+        svc.room.may_stop(who, view.owner_id)
         return view
 
     def queue_list():
-        svc.queue.heartbeat(who)
-        rows = svc.queue_rows(who)
+        svc.room.heartbeat(who)
+        rows = svc.room.queue_rows(who)
         if rows:
             dataframe_util.convert_pandas_df_to_arrow_bytes(queue_frame(rows))
 
     def studio_panel():
-        view = svc.studio("default", TEMPLATE, ["sentence"], VERB, {"sentence": "a fine film"})
+        view = svc.inspect.studio("default", TEMPLATE, ["sentence"], VERB, {"sentence": "a fine film"})
         token_strip_html(view.tokens)
 
     t0 = time.thread_time()
@@ -189,7 +189,7 @@ def old_page(svc: Service, job_id, stop: threading.Event) -> None:
     tick = 0
     while not stop.is_set():
         t = time.perf_counter()
-        job = svc.queue.get(job_id)
+        job = svc._core.queue.get(job_id)
         if job is not None:
             job.snapshot()
         plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(
@@ -205,8 +205,8 @@ def old_page(svc: Service, job_id, stop: threading.Event) -> None:
 def class_steps_per_s(svc: Service, pages: int, steps: int) -> tuple:
     """(steps/s of one training run while ``pages`` class pages are open, their CPU seconds per
     second per page). Page 0 is the run's owner; the others each have a run waiting."""
-    job = svc.submit_run("owner", run_spec(steps, "measured"))
-    waiting = [svc.submit_run(f"student-{i}", run_spec(steps, f"waits {i}"))
+    job = svc._core.queue.get(svc.runs.train("owner", run_spec(steps, "measured")).id)
+    waiting = [svc._core.queue.get(svc.runs.train(f"student-{i}", run_spec(steps, f"waits {i}")).id)
                for i in range(1, pages)]
     stop, cpu = threading.Event(), []
     owners = [("owner", job.id)] + [(f"student-{i}", w.id) for i, w in enumerate(waiting, 1)]
@@ -226,7 +226,7 @@ def class_steps_per_s(svc: Service, pages: int, steps: int) -> tuple:
             last = (now, s)
         time.sleep(0.01)
     for w in waiting:
-        svc.queue.stop(w.id)
+        svc._core.queue.stop(w.id)
     stop.set()
     for t in threads:
         t.join()
@@ -241,9 +241,9 @@ def idle_cpu(svc: Service, pages: int, seconds: float, old: bool) -> tuple:
     """(the process's CPU seconds per second per open page, the page threads' own) with nothing
     queued or running (it waits for the queue to empty first: a run stopped while it was
     starting still evaluates what it learned)."""
-    for j in svc.queue.jobs():
-        svc.queue.wait(j.id, 600)
-    done = svc.queue.jobs()[-1].id if svc.queue.jobs() else None
+    for j in svc._core.queue.jobs():
+        j = svc._core.queue.wait(j.id, 600)
+    done = svc._core.queue.jobs()[-1].id if svc._core.queue.jobs() else None
     stop, cpu = threading.Event(), []
 
     def old_page_timed():
@@ -283,10 +283,10 @@ def class_main(a) -> None:
     import torch
     get_backbone("default", "cpu")
     svc = Service(store=RunStore(Path(tempfile.mkdtemp(prefix="bench-server-"))))
-    svc.settings.max_queued_total = 100
-    svc.queue.max_total = 100
-    warm = svc.submit_run("owner", run_spec(3, "warm-up"))  # also the queue's first measure
-    svc.queue.wait(warm.id, 600)
+    svc._core.settings.max_queued_total = 100
+    svc._core.queue.max_total = 100
+    warm = svc._core.queue.get(svc.runs.train("owner", run_spec(3, "warm-up")).id)  # also the queue's first measure
+    warm = svc._core.queue.wait(warm.id, 600)
     ns = [int(x) for x in a.class_pages.split(",")]
     if a.idle_only:
         ns = []
@@ -312,7 +312,7 @@ def class_main(a) -> None:
                cpu_per_idle_page_before_threads=round(before_threads, 5), idle_pages=n_idle)
     print(f"idle: {res['cpu_per_idle_page']} core per open page now, "
           f"{res['cpu_per_idle_page_before']} as pages polled before ({n_idle} pages)")
-    svc.queue.close()
+    svc.close()
     print(json.dumps(res))
 
 
@@ -347,7 +347,7 @@ def main():
             off = res["steps_per_s"][f"{n} pages, gc off"]
             on = res["steps_per_s"][f"{n} pages, gc on"]
             res["slowdown_gc_on"][n] = round(off / on, 2)
-    svc.queue.close()
+    svc.close()
     print(f"one full collection: {res['gc_s']} s ({res['objects']} objects)")
     print(json.dumps(res))
 

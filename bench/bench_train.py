@@ -335,7 +335,7 @@ def classroom_runs(max_eval: int, profile: bool, class_size: int = 5) -> dict:
         if key and profile:
             profiling.start()
         t0 = time.perf_counter()
-        job = svc.submit_run(who, spec)
+        job = svc._core.queue.get(svc.runs.train(who, spec).id)
         (total, first), = _wait([job], t0)
         if key and profile:
             prof[key] = profiling.stop()
@@ -344,26 +344,26 @@ def classroom_runs(max_eval: int, profile: bool, class_size: int = 5) -> dict:
 
     svc = _cold(tmp / "warm")
     one(svc, "warm", _spec(new_tpl, 8, steps=2))  # warm-up: data, tokenizer, threads
-    svc.queue.close()
+    svc.close()
     old = {k: v for k, v in OLD_DEFAULT.items() if k != "template"}
     svc = _cold(tmp / "old")
     out["old"] = one(svc, "s1", _spec(OLD_DEFAULT["template"], max_eval, **old), "old")
-    svc.queue.close()
+    svc.close()
     svc = _cold(tmp / "after")
     out["after"] = one(svc, "s1", _spec(TPL_AFTER_DEFAULT, max_eval, **old))
-    svc.queue.close()
+    svc.close()
     svc = _cold(tmp / "new")
     out["new"] = one(svc, "s1", _spec(new_tpl, max_eval), "new")
     out["second"] = one(svc, "s2", _spec(new_tpl, max_eval), "second")
-    svc.queue.close()
+    svc.close()
     if class_size:
         svc = _cold(tmp / "five")
         t0 = time.perf_counter()
-        jobs = [svc.submit_run(f"student{i}", _spec(new_tpl, max_eval))
+        jobs = [svc._core.queue.get(svc.runs.train(f"student{i}", _spec(new_tpl, max_eval)).id)
                 for i in range(class_size)]
         got = _wait(jobs, t0)
         out["class_of_5"] = (max(e for e, _ in got), [f for _, f in got])
-        svc.queue.close()
+        svc.close()
     out["template_new"] = new_tpl
     out["profile"] = prof
     return out

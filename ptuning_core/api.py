@@ -1,5 +1,5 @@
 """The names pages and ui/ may use, besides ``Service`` itself: request types, the defaults,
-error classes and the typed results the service returns. Together with ``service.py`` this is
+error classes and the typed results the service returns. Together with ``app/`` (the façades) this is
 the one door into the core; pages import nothing else from ``ptuning_core`` (except the pure
 formatting helpers of ``stats``). tests/test_door.py checks it."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .experiments import EXPERIMENTS, STORE_KIND as EXPERIMENT_KIND, Experiment,
     ExperimentRequest, ExperimentResult
 from .experiments import get as get_experiment
 from .fewshot import DEFAULT_METHODS, METHODS, SweepSpec
-from .jobs import Job, QueueFull
+from .jobs import QueueFull
 from .learned import Evaluation, NoLearnedPrompt, Prediction
 from .live import JobView, QueueSnapshot
 from .portable import PromptFileError
@@ -35,7 +35,7 @@ __all__ = [
     "USER_ERRORS", "ConfigError", "DataError", "ModelLoadError", "PromptFileError",
     "NoLearnedPrompt", "QueueFull",
     # what comes back
-    "Job", "JobView", "QueueSnapshot", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
+    "JobView", "QueueSnapshot", "Evaluation", "Prediction", "StudioView", "StripToken", "WordChoice", "LabelTokens",
     "PreviewRow", "EmbeddingsView", "PseudoToken", "LabelVector", "Neighbour", "EmbeddingMap", "RetestResult",
     "ComparisonView", "ComparisonRow", "PairTest", "Confusion", "ChangedPrediction",
     "SweepView", "SweepCell", "SweepPoint", "RunSummary", "RunDetail", "Accuracy", "TagAccuracy",

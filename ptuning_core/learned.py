@@ -233,12 +233,16 @@ def eval_rows(lp: LearnedPrompt, ref: str, max_eval: Optional[int] = None,
 
 def evaluate_prompt(lp: LearnedPrompt, bb, ref: str, max_eval: Optional[int] = None,
                     text_fields: Optional[list] = None, label_field: Optional[str] = None,
-                    callback: Optional[Callable[[dict], None]] = None) -> Evaluation:
+                    callback: Optional[Callable[[dict], None]] = None,
+                    data: Optional[tuple] = None) -> Evaluation:
     """The learned prompt (fixed, no encoder) and its discrete template on ``ref``: what a run
     reports, computed by the same code. On a run's own evaluation data (its ref and max_eval)
-    the continuous accuracy is the run's."""
+    the continuous accuracy is the run's. ``data``: ``eval_rows``' answer, read beforehand (a
+    Ray worker gets the rows the driver read)."""
     emit = callback or (lambda e: None)
-    rows, fields, lf, warnings = eval_rows(lp, ref, max_eval, text_fields, label_field)
+    rows, fields, lf, warnings = data if data is not None else \
+        eval_rows(lp, ref, max_eval, text_fields, label_field)
+    warnings = list(warnings)
     pm = prompt_model(lp, bb, fields)
     verb = pm.verbalizer
     dpm = PromptModel(bb, lp.discrete_template, verb, "none", 0, fields)

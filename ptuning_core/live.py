@@ -154,6 +154,9 @@ class JobView:
     end_in_s: Optional[float]  # estimated seconds from ``at`` until it ends (None: unknown)
     at: float  # wall-clock time of the snapshot the estimates count from
     rev: int  # changes whenever anything shown here changes
+    activity: Optional[str] = None  # what it does now, in words (a comparison's variant...)
+    created: float = 0.0  # wall-clock time it was queued
+    ended: Optional[float] = None  # wall-clock time it ended (None: not yet)
 
     @property
     def done(self) -> bool:

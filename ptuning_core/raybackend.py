@@ -219,6 +219,18 @@ class Worker:
                 self._sweeps = {**dict(list(self._sweeps.items())[-1:]), key: ctx}
             k, seed, m = cell["cell"]
             return ctx.cell(k, seed, m, stop)
+        if cell["kind"] == "eval":  # a learned prompt on rows the driver read
+            from .learned import evaluate_prompt
+            from .registry import get_backbone
+            ev = evaluate_prompt(cell["prompt"], get_backbone(cell["model"], "auto"),
+                                 cell["ref"], cell["max_eval"], callback=emit, data=cell["data"])
+            return {"result": ev, "pid": os.getpid()}
+        if cell["kind"] == "retest":  # a stored run (record, tensors) sent by the driver
+            from .registry import get_backbone
+            from .retest import retest
+            res = retest(RecordingStore(".", emit, cell["resume"]), cell["run_id"],
+                         get_backbone(cell["model"], "auto"), callback=emit, rows=cell["rows"])
+            return {"result": res, "pid": os.getpid()}
         raise ValueError(f"unknown cell kind {cell['kind']!r}")
 
 
@@ -522,6 +534,40 @@ def run_recorded(p: RayPool, spec, store, run_id: str, prepared=None,
     result = payload["result"]
     result["worker"] = idx
     return result
+
+
+def run_evaluation(p: RayPool, lp, ref: str, store, record_id: str,
+                   max_eval: Optional[int] = None,
+                   callback: Optional[Callable[[dict], None]] = None, session: str = "cli"):
+    """``learned.evaluate_recorded`` on the pool: the rows are read here (uploads live with the
+    driver), evaluated on a worker, and the evaluation stored here (the one writer)."""
+    from .learned import eval_rows, model_name
+    cell = {"kind": "eval", "prompt": lp, "ref": ref, "max_eval": max_eval,
+            "data": eval_rows(lp, ref, max_eval), "model": model_name(lp)}
+    try:
+        out = p.run_cell(cell, session, callback, None,
+                         on_start=lambda i: store.set_status(record_id, "running"))
+    except BaseException as e:
+        store.set_status(record_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+        raise
+    ev = out[0]["result"]
+    store.finish(record_id, "finished", ev.to_dict())
+    return ev
+
+
+def run_retest(p: RayPool, store, run_id: str,
+               callback: Optional[Callable[[dict], None]] = None, session: str = "cli"):
+    """``retest.retest`` on the pool: the run's record, prompt and evaluation rows are read here
+    and sent to a worker; its ``RetestResult`` comes back."""
+    from .backbone import DEFAULT_MODEL
+    from .retest import retest_rows
+    rec = store.get(run_id)
+    resume = {"id": run_id, "record": rec, "tensors": {"prompt.safetensors":
+                                                       store.tensors(run_id)}}
+    cell = {"kind": "retest", "run_id": run_id, "resume": resume,
+            "rows": retest_rows(rec["config"]),
+            "model": rec["config"].get("model") or DEFAULT_MODEL}
+    return p.run_cell(cell, session, callback, None)[0]["result"]
 
 
 def run_sweep(p: RayPool, spec, callback: Optional[Callable[[dict], None]] = None,

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from typing import Optional
 
 from .backbone import Backbone, load_backbone, resolve_device
 
@@ -94,6 +95,14 @@ def loaded() -> list:
     """Keys of the models held now, least recently used first."""
     with _lock:
         return list(_loaded)
+
+
+def held(name: str = "default", device: str = "auto") -> Optional[Backbone]:
+    """The model if it is loaded now, else None: never loads (a request that must not wait
+    for a model asks this)."""
+    key = ((name or "default").strip(), str(resolve_device(device)))
+    with _lock:
+        return _loaded.get(key)
 
 
 def put(bb: Backbone) -> None:

@@ -67,5 +67,5 @@ def tiny_app(monkeypatch):
         return at
     page.model = name
     yield svc, page
-    svc.queue.close()
+    svc._core.queue.close()
     st.cache_resource.clear()

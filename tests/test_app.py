@@ -49,11 +49,11 @@ def _wait_for_runs(status=("finished",), timeout=60):
     from ui.common import service
     end = time.time() + timeout
     while time.time() < end:
-        runs = service().store.list()
+        runs = service()._core.store.list()
         if runs and all(r["status"] in status for r in runs if r["kind"] == "train"):
             return runs
         time.sleep(0.2)
-    raise AssertionError(f"runs did not finish: {[r['status'] for r in service().store.list()]}")
+    raise AssertionError(f"runs did not finish: {[r['status'] for r in service()._core.store.list()]}")
 
 
 def test_train_a_run_and_find_it_in_the_history(app):
@@ -67,7 +67,7 @@ def test_train_a_run_and_find_it_in_the_history(app):
     assert runs[0]["result"]["train"]["steps"] == 5
     # the done job keeps no result or curves; the panel shows them from the store
     from ui.common import service
-    job = service().queue.wait(at.session_state["active_job"], 30)
+    job = service()._core.queue.wait(at.session_state["active_job"], 30)
     assert job.done and job.snapshot()["progress"]["losses"] == []
     at.run()
     assert any(m.label == "continuous accuracy" for m in at.metric), [m.label for m in at.metric]
@@ -92,15 +92,15 @@ def test_stop_a_run(app):
                    eval="sentiment:test", verbalizer={"negative": ["terrible"],
                                                       "positive": ["great"]},
                    model=app.model, max_eval=10, train_cfg=TrainConfig(steps=400, batch_size=2))
-    job = svc.submit_run("someone", spec)
+    job = svc._core.queue.get(svc.runs.train("someone", spec).id)
     while job.snapshot()["progress"].get("step", 0) < 2:
         time.sleep(0.05)
-    svc.queue.stop(job.id)
-    svc.queue.wait(job.id, 30)
+    svc._core.queue.stop(job.id)
+    job = svc._core.queue.wait(job.id, 30)
     assert job.status == "stopped"
-    run = svc.store.get(job.run_id)
+    run = svc._core.store.get(job.run_id)
     assert run["status"] == "stopped" and run["result"]["train"]["steps"] < 400
-    assert (svc.store.run_dir(job.run_id) / "prompt.safetensors").is_file()
+    assert (svc._core.store.run_dir(job.run_id) / "prompt.safetensors").is_file()
 
 
 def test_shared_link_restores_state(tiny_app):

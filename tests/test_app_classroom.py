@@ -33,10 +33,10 @@ def cookie_written(at):
 
 
 def long_run(svc, who, model, name, steps=100000):
-    job = svc.submit_run(who, RunSpec(
+    job = svc._core.queue.get(svc.runs.train(who, RunSpec(
         template=TPL, train="sentiment:train", eval="sentiment:test",
         verbalizer={"negative": ["terrible"], "positive": ["great"]}, model=model, name=name,
-        shots=2, max_eval=6, train_cfg=TrainConfig(steps=steps, batch_size=2, eval_every=0)))
+        shots=2, max_eval=6, train_cfg=TrainConfig(steps=steps, batch_size=2, eval_every=0))).id)
     return job
 
 
@@ -53,13 +53,13 @@ def buttons(at):
 
 def test_a_new_browser_gets_a_signed_cookie_and_sid_links_adopt_nothing(room):
     svc, open_as = room
-    other = svc.classroom.sign_in(None)[0]
+    other = svc._core.classroom.sign_in(None)[0]
     at = open_as(None, query={"sid": other})
     who = at.session_state["sid"]
     assert who != other  # ?sid= no longer adopts another session
     (script,) = cookie_written(at)
     token = at.session_state["_cookie_to_set"]
-    assert svc.classroom.sign_in(token) == (who, None) and token in script
+    assert svc._core.classroom.sign_in(token) == (who, None) and token in script
     # a refresh with that cookie is the same identity and writes no new cookie
     again = open_as(token)
     assert again.session_state["sid"] == who and not cookie_written(again)
@@ -74,14 +74,14 @@ def test_refresh_brings_back_name_template_upload_and_the_live_run(room):
     a, token = first.session_state["sid"], first.session_state["_cookie_to_set"]
     raw = b"sentence,y\n" + b"".join(f"the film was {['bad', 'great'][i % 2]} {i},"
                                      f"{['neg', 'pos'][i % 2]}\n".encode() for i in range(20))
-    up = svc.save_upload(a, raw, "reviews.csv", ["sentence"], "y")
+    up = svc.data.save_upload(a, raw, "reviews.csv", ["sentence"], "y")
     # what the sidebar's upload button, the name field and Template Studio leave in the
     # session (AppTest runs app.py, which keeps them, only on a session's first run; the
     # browser test types them)
     mine = "{sentence} [P*2] so it was [MASK]"
     at = open_as(token, author="Ada", upload=up, _dataset_next=up["name"], template=mine,
                  template_input=mine, _tpl_from_link=True)
-    assert svc.classroom.state(a)["template"] == mine
+    assert svc._core.classroom.state(a)["template"] == mine
     job = long_run(svc, a, open_as.model, "Ada's run")
     wait_running(job)
     # refresh: a new session of the same browser
@@ -95,10 +95,8 @@ def test_refresh_brings_back_name_template_upload_and_the_live_run(room):
     assert any(s.value == "Current run" for s in at.subheader)
     assert "Stop" in buttons(at)  # live, and its own
     assert any(job.run_id in c.value for c in at.caption)
-    svc.stop_job(job.id, a)
-    svc.queue.wait(job.id, 30)
-
-
+    svc.runs.stop(job.id, a)
+    job = svc._core.queue.wait(job.id, 30)
 def test_others_see_a_run_read_only_and_the_whole_queue(room):
     svc, open_as = room
     a_at, b_at = open_as(None, author="Ada"), open_as(None, author="Bo")
@@ -116,20 +114,18 @@ def test_others_see_a_run_read_only_and_the_whole_queue(room):
     assert queue[["run", "owner", "state"]].values.tolist() == [
         ["Ada's run", "Ada", "running"], ["Bo's run", "Bo (you)", "queued"]]
     assert "Stop Bo's run (Bo)" in buttons(at) and "Stop Ada's run (Ada)" not in buttons(at)
-    svc.stop_job(ja.id, a)
-    svc.queue.wait(jb.id, 60)
-
-
+    svc.runs.stop(ja.id, a)
+    jb = svc._core.queue.wait(jb.id, 60)
 def test_teacher_stops_a_students_run_and_takes_an_entry_off_the_board(room):
     svc, open_as = room
     a_at, b_at, t_at = (open_as(None, author=n) for n in ("Ada", "Bo", "Ms T"))
     a, b, t = (x.session_state["sid"] for x in (a_at, b_at, t_at))
     t_token = t_at.session_state["_cookie_to_set"]
     assert any(e.label == "Teacher" for e in t_at.expander)  # the code field (not yet teacher)
-    svc.classroom.become_teacher(t, CODE)
+    svc._core.classroom.become_teacher(t, CODE)
     done = long_run(svc, a, open_as.model, "Ada's best", steps=2)
-    svc.queue.wait(done.id, 60)
-    svc.share_run(done.run_id, True, a)
+    done = svc._core.queue.wait(done.id, 60)
+    svc.library.share(done.run_id, True, a)
     jb = long_run(svc, b, open_as.model, "Bo's run")
     wait_running(jb)
     at = open_as(t_token)  # (AppTest shows the sidebar on a session's first run only)
@@ -139,15 +135,15 @@ def test_teacher_stops_a_students_run_and_takes_an_entry_off_the_board(room):
     at.switch_page("app_pages/train.py").run()
     next(x for x in at.button if x.label == "Stop Bo's run (Bo)").click().run()
     assert not at.exception
-    svc.queue.wait(jb.id, 30)
+    jb = svc._core.queue.wait(jb.id, 30)
     assert jb.status == "stopped"
     at = open_as(t_token, "app_pages/board.py")
     assert at.dataframe[0].value["author"].tolist() == ["Ada"]
     next(x for x in at.button if x.label == "Remove from the board").click().run()
     assert not at.exception
-    assert svc.store.list(shared_only=True) == []
+    assert svc._core.store.list(shared_only=True) == []
     # a student sees no such control for someone else's entry
-    svc.share_run(done.run_id, True, a)
+    svc.library.share(done.run_id, True, a)
     b_token = b_at.session_state["_cookie_to_set"]
     assert "Remove from the board" not in buttons(open_as(b_token, "app_pages/board.py"))
 
@@ -156,12 +152,12 @@ def test_students_studio_opens_on_the_pinned_template_and_dataset(room):
     svc, open_as = room
     t_at = open_as(None, author="Ms T")
     t = t_at.session_state["sid"]
-    svc.classroom.become_teacher(t, CODE)
+    svc._core.classroom.become_teacher(t, CODE)
     raw = b"sentence,y\n" + b"".join(f"news {i},{['sports', 'world'][i % 2]}\n".encode()
                                      for i in range(20))
-    up = svc.save_upload(t, raw, "news.csv", ["sentence"], "y")
+    up = svc.data.save_upload(t, raw, "news.csv", ["sentence"], "y")
     pinned = "{sentence} [P*2] Topic: [MASK]"
-    svc.pin_class(t, pinned, up)
+    svc.room.pin_class(t, pinned, up)
     s_at = open_as(None)
     token = s_at.session_state["_cookie_to_set"]
     assert s_at.session_state["dataset"] == "class:news.csv"
@@ -174,5 +170,5 @@ def test_students_studio_opens_on_the_pinned_template_and_dataset(room):
     assert again.text_input(key="template_input").value == mine
     assert again.session_state["dataset"] == "class:news.csv"
     # a new pin is opened once more
-    svc.pin_class(t, pinned, up)
+    svc.room.pin_class(t, pinned, up)
     assert open_as(token).text_input(key="template_input").value == pinned

@@ -31,12 +31,12 @@ def test_hf_dataset_typed_in_the_sidebar(tiny_app, tmp_path, monkeypatch):
     svc, page = tiny_app
     from ptuning_core.data import DataError
     with pytest.raises(DataError, match="hf:shopreviews:nosuch"):
-        svc.open_hf_dataset("hf:shopreviews:nosuch", "hf:shopreviews:test", ["review"], "label")
+        svc.data.open_hf_dataset("hf:shopreviews:nosuch", "hf:shopreviews:test", ["review"], "label")
     with pytest.raises(DataError, match="no column 'sentence'"):
-        svc.open_hf_dataset("hf:shopreviews:train", "hf:shopreviews:test", ["sentence"], "label")
+        svc.data.open_hf_dataset("hf:shopreviews:train", "hf:shopreviews:test", ["sentence"], "label")
     with pytest.raises(DataError, match="not of the form"):
-        svc.open_hf_dataset("glue/sst2:train", "hf:shopreviews:test", ["review"], "label")
-    ctx = svc.open_hf_dataset("hf:shopreviews:train", "hf:shopreviews:test", ["review"], "label")
+        svc.data.open_hf_dataset("glue/sst2:train", "hf:shopreviews:test", ["review"], "label")
+    ctx = svc.data.open_hf_dataset("hf:shopreviews:train", "hf:shopreviews:test", ["review"], "label")
     assert ctx["classes"] == ["bad", "good"]  # the class names come from the dataset's features
     # what the sidebar's "Use this dataset" button stores (AppTest drops sidebar widgets on
     # reruns under st.navigation, so the button itself is driven in the browser test)
@@ -48,8 +48,8 @@ def test_hf_dataset_typed_in_the_sidebar(tiny_app, tmp_path, monkeypatch):
 
 def test_upload_use_this_file_no_widget_error(tiny_app):
     svc, page = tiny_app
-    who = svc.classroom.sign_in(None)[0]
-    up = svc.save_upload(who, b"text,y\n" + b"".join(f"row {i},{'ab'[i % 2]}\n".encode()
+    who = svc._core.classroom.sign_in(None)[0]
+    up = svc.data.save_upload(who, b"text,y\n" + b"".join(f"row {i},{'ab'[i % 2]}\n".encode()
                                                     for i in range(20)), "mine.csv", ["text"], "y")
     at = page(_dataset_next=up["name"], upload=up)
     assert not at.exception
@@ -57,13 +57,13 @@ def test_upload_use_this_file_no_widget_error(tiny_app):
 
 
 def _stored(svc, name, acc, n, shared=True):
-    rid = svc.store.create(name, {"template": "{sentence} [P] It was [MASK]",
+    rid = svc._core.store.create(name, {"template": "{sentence} [P] It was [MASK]",
                                   "train": "sentiment:train"}, "someone")
     res = {"discrete": {"template": "t", "accuracy": 0.5, "n": n, "ci95": ci95(0.5, n)},
            "continuous": {"template": "t", "accuracy": acc, "n": n, "ci95": ci95(acc, n)}}
-    svc.store.finish(rid, "finished", res)
+    svc._core.store.finish(rid, "finished", res)
     if shared:
-        svc.store.share(rid, True, name)
+        svc._core.store.share(rid, True, name)
     return rid
 
 

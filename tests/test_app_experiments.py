@@ -10,10 +10,10 @@ from ptuning_core.train import ConfigError, TrainConfig
 
 def wait_jobs(svc, timeout=180):
     end = time.time() + timeout
-    while time.time() < end and any(not j.done for j in svc.queue.jobs()):
+    while time.time() < end and any(not j.done for j in svc._core.queue.jobs()):
         time.sleep(0.2)
-    assert all(j.status == "finished" for j in svc.queue.jobs()), \
-        [(j.status, j.error) for j in svc.queue.jobs()]
+    assert all(j.status == "finished" for j in svc._core.queue.jobs()), \
+        [(j.status, j.error) for j in svc._core.queue.jobs()]
 
 
 def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app, monkeypatch):
@@ -25,9 +25,9 @@ def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app, monkeypa
     next(b for b in at.button if b.label == "Run E1").click().run()
     assert not at.error, [e.value for e in at.error]
     wait_jobs(svc)
-    stored = svc.experiments()
+    stored = svc.library.experiments()
     assert len(stored) == 1 and stored[0]["experiment"] == "E1"
-    res = svc.experiment(stored[0]["id"])
+    res = svc.library.experiment(stored[0]["id"])
     assert res.settings["ks"] == [2] and res.settings["seeds"] == [1]
     at.run()  # the same browser (its owner) after the job finished
     assert any(i.value == res.sentence for i in at.info)
@@ -67,7 +67,7 @@ def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app, monkeypa
     assert res.csv().startswith("experiment,arm,k,seed")
     # shared on the class board: it shows there with its headline accuracy
     at.toggle(key=f"share-{res.id}").set_value(True).run()
-    assert svc.store.get(res.id)["shared"]
+    assert svc._core.store.get(res.id)["shared"]
     board = page("app_pages/board.py").dataframe[0].value
     assert board["run"].tolist() == [res.id] and board["accuracy"].notna().all()
 
@@ -75,12 +75,12 @@ def test_experiments_page_runs_a_claim_and_shows_its_sentence(tiny_app, monkeypa
 def test_submit_experiment_checks_before_queueing(tiny_app):
     svc, page = tiny_app
     with pytest.raises(ConfigError, match="unknown experiment"):
-        svc.submit_experiment("t", X.ExperimentRequest("E7", model=page.model))
+        svc.runs.experiment("t", X.ExperimentRequest("E7", model=page.model))
     with pytest.raises(ConfigError, match="at most"):
-        svc.submit_experiment("t", X.ExperimentRequest("E1", model=page.model, steps=10 ** 4))
+        svc.runs.experiment("t", X.ExperimentRequest("E1", model=page.model, steps=10 ** 4))
     with pytest.raises(Exception, match="not on this server"):
-        svc.submit_experiment("t", X.ExperimentRequest("E1", model="someone/else"))
-    assert not svc.queue.jobs()
+        svc.runs.experiment("t", X.ExperimentRequest("E1", model="someone/else"))
+    assert not svc._core.queue.jobs()
 
 
 def test_label_tokens_toggle_reaches_train_and_embeddings(tiny_app):
@@ -88,11 +88,11 @@ def test_label_tokens_toggle_reaches_train_and_embeddings(tiny_app):
     at = page("app_pages/studio.py")
     at.toggle[0].set_value(True).run()
     assert at.session_state["label_tokens"] == "learned"
-    job = svc.submit_run("t", RunSpec(
+    job = svc._core.queue.get(svc.runs.train("t", RunSpec(
         template="{sentence} [P*2] It was [MASK]", train="sentiment:train", eval="sentiment:test",
         verbalizer={"negative": ["terrible"], "positive": ["great"]}, model=page.model, shots=4,
-        max_eval=12, train_cfg=TrainConfig(steps=3, batch_size=4, label_tokens="learned")))
-    svc.queue.wait(job.id, 60)
+        max_eval=12, train_cfg=TrainConfig(steps=3, batch_size=4, label_tokens="learned"))).id)
+    job = svc._core.queue.wait(job.id, 60)
     assert job.status == "finished", job.error
     at = page("app_pages/embeddings.py")
     assert any("Learned label tokens" in m.value for m in at.markdown)

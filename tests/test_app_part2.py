@@ -13,22 +13,22 @@ def env(tiny_app):
 
 
 def finished_run(svc, steps=6):
-    job = svc.submit_run("t", RunSpec(
+    job = svc._core.queue.get(svc.runs.train("t", RunSpec(
         template="{sentence} [P:it] [P*2] was [MASK]", train="sentiment:train",
         eval="sentiment:test", verbalizer={"negative": ["terrible"], "positive": ["great"]},
-        model=svc.settings.allowed_models[0], shots=4, max_eval=12, train_cfg=TrainConfig(steps=steps, batch_size=4,
-                                                                 snapshot_every=2)))
-    svc.queue.wait(job.id, 60)
+        model=svc._core.settings.allowed_models[0], shots=4, max_eval=12, train_cfg=TrainConfig(steps=steps, batch_size=4,
+                                                                 snapshot_every=2))).id)
+    job = svc._core.queue.wait(job.id, 60)
     assert job.status == "finished", job.error
     return job.run_id
 
 
 def wait_jobs(svc, timeout=120):
     end = time.time() + timeout
-    while time.time() < end and any(not j.done for j in svc.queue.jobs()):
+    while time.time() < end and any(not j.done for j in svc._core.queue.jobs()):
         time.sleep(0.2)
-    assert all(j.status == "finished" for j in svc.queue.jobs()), \
-        [(j.status, j.error) for j in svc.queue.jobs()]
+    assert all(j.status == "finished" for j in svc._core.queue.jobs()), \
+        [(j.status, j.error) for j in svc._core.queue.jobs()]
 
 
 def test_compare_shows_discrete_and_continuous_accuracies(env):
@@ -86,15 +86,15 @@ def test_embeddings_page_nearest_tokens_map_and_discretize(env):
     assert any("projection, not an explanation" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     jid = at.session_state[f"retest-{rid}"]  # a job in the queue, not the script thread
-    svc.queue.wait(jid, 60)
+    svc._core.queue.wait(jid, 60)
     end = time.time() + 30
-    while time.time() < end and svc.retest_result(jid) is None:
+    while time.time() < end and svc.inspect.retest_result(jid) is None:
         time.sleep(0.1)
     at.run()
     labels = [m.label for m in at.metric]
     assert "nearest-word prompt" in labels and "continuous prompt" in labels
     assert any("McNemar" in i.value for i in at.info)  # the gap comes with a paired test
-    assert svc.store.get(rid)
+    assert svc._core.store.get(rid)
 
 
 def test_embeddings_refresh_finds_the_queued_retest(env):
@@ -104,7 +104,7 @@ def test_embeddings_refresh_finds_the_queued_retest(env):
     svc, page = env
     rid = finished_run(svc)
     gate = threading.Event()
-    blocker = svc.submit_task("someone", "blocker", lambda job: gate.wait(60))
+    blocker = svc._core.queue.get(svc.runs._submit("someone", "blocker", "task", lambda job: gate.wait(60)).id)
     at = page("app_pages/embeddings.py")
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     jid = at.session_state[f"retest-{rid}"]
@@ -113,10 +113,10 @@ def test_embeddings_refresh_finds_the_queued_retest(env):
     assert any("Re-test waiting in the queue" in i.value for i in again.info), \
         [i.value for i in again.info]
     gate.set()
-    svc.queue.wait(blocker.id, 60)
-    svc.queue.wait(jid, 60)
+    blocker = svc._core.queue.wait(blocker.id, 60)
+    svc._core.queue.wait(jid, 60)
     end = time.time() + 30
-    while time.time() < end and svc.retest_result(jid) is None:
+    while time.time() < end and svc.inspect.retest_result(jid) is None:
         time.sleep(0.1)
     again.run()
     assert "nearest-word prompt" in [m.label for m in again.metric]
@@ -131,7 +131,7 @@ def test_fewshot_sweep_stores_and_draws(env):
     at.number_input[2].set_value(10)  # test examples
     at.button[0].click().run()
     wait_jobs(svc)
-    sweeps = svc.store.list(kind="sweep")
+    sweeps = svc._core.store.list(kind="sweep")
     assert len(sweeps) == 1
     rows = sweeps[0]["result"]["rows"]
     assert {r["method"] for r in rows} == {"discrete", "ptuning", "prompt-tuning", "linear-probe"}
@@ -143,7 +143,7 @@ def test_fewshot_sweep_stores_and_draws(env):
 def test_class_board_lists_shared_runs(env):
     svc, page = env
     rid = finished_run(svc, steps=2)
-    svc.store.share(rid, True, "Ada")
+    svc._core.store.share(rid, True, "Ada")
     at = page("app_pages/board.py")
     df = at.dataframe[0].value
     assert df["author"].tolist() == ["Ada"] and df["run"].tolist() == [rid]

@@ -60,12 +60,12 @@ def test_seeds_are_checked_at_the_door(tiny_app):
     svc, page = tiny_app
     for seed in (-5, 2**32, 99999999999999999999):
         with pytest.raises(ConfigError, match="seed must be between"):
-            svc.submit_experiment("me", ExperimentRequest("E1", model=page.model, seeds=[seed]))
+            svc.runs.experiment("me", ExperimentRequest("E1", model=page.model, seeds=[seed]))
         spec = RunSpec(template="{sentence} It was [MASK]", train="sst2:train", eval="sst2:test",
                        verbalizer={"negative": ["bad"], "positive": ["good"]}, model=page.model,
                        label_field="label", train_cfg=TrainConfig(seed=seed))
         with pytest.raises(ConfigError, match="seed must be between"):
-            svc.submit_run("me", spec)
+            svc.runs.train("me", spec)
 
 
 def test_experiments_page_refuses_bad_seeds_in_one_line(tiny_app):
@@ -81,9 +81,7 @@ def test_experiments_page_refuses_bad_seeds_in_one_line(tiny_app):
 
 
 def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monkeypatch):
-    import time
-
-    import ui.common
+    from ptuning_core.app import snapshots
     svc, page = tiny_app
     first = page("app_pages/experiments.py")
     who, token = first.session_state["sid"], first.session_state["_cookie_to_set"]
@@ -91,14 +89,14 @@ def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monk
     def boom(job):
         raise ValueError("Overflow when unpacking long long\nsecond line")
     from ptuning_core.api import EXPERIMENT_KIND
-    job = svc.submit_task(who, "E1 test", boom, "cpu", EXPERIMENT_KIND)
-    svc.queue.wait(job.id, 30)
+    job = svc._core.queue.get(svc.runs._submit(who, "E1 test", EXPERIMENT_KIND, boom).id)
+    job = svc._core.queue.wait(job.id, 30)
     assert job.status == "failed" and job.error == "ValueError: Overflow when unpacking long long"
     monkeypatch.setattr("ui.classroom.request_token", lambda: token)
     soon = page("app_pages/experiments.py")  # a refresh right after: the reason, once, one line
     assert soon.session_state["sid"] == who
     assert [e.value for e in soon.error] == [job.error]
-    job.ended = time.time() - ui.common.FAILURE_SHOWN_S - 1  # a new session, later
+    monkeypatch.setattr(snapshots, "FAILURE_SHOWN_S", -1)  # a new session, later
     later = page("app_pages/experiments.py")
     assert not later.error, [e.value for e in later.error]
 
@@ -107,8 +105,8 @@ def test_a_link_to_an_unknown_run_says_so_and_the_open_run_is_in_the_url(tiny_ap
     svc, page = tiny_app
     first = page()
     who = first.session_state["sid"]
-    a = svc.store.create("run a", {}, who, status="cancelled")
-    b = svc.store.create("run b", {}, who, status="cancelled")
+    a = svc._core.store.create("run a", {}, who, status="cancelled")
+    b = svc._core.store.create("run b", {}, who, status="cancelled")
     at = page("app_pages/runs.py", query={"run": "deadbeef0000"})
     assert any("no run `deadbeef0000`" in w.value for w in at.warning), \
         [w.value for w in at.warning]
@@ -146,7 +144,7 @@ def test_a_very_long_model_name_from_a_link_is_one_line_not_an_os_error(tiny_app
     from ptuning_core.api import ModelLoadError
     svc, page = tiny_app
     with pytest.raises(ModelLoadError, match="not on this server's list"):
-        svc.settings.check_model("P" * 5000)  # os.stat raised "File name too long" here
+        svc._core.settings.check_model("P" * 5000)  # os.stat raised "File name too long" here
     at = page("app_pages/board.py", query={"m": "P" * 5000})
     assert not at.exception
 
@@ -201,8 +199,8 @@ def test_current_run_is_the_running_one_not_the_next_queued(monkeypatch, request
                                                           "positive": ["great"]},
                        model=page.model, name=name, shots=2, max_eval=6,
                        train_cfg=TrainConfig(steps=100000, batch_size=2))
-    a = svc.submit_run(who, spec("a"))
-    b = svc.submit_run(who, spec("b"))
+    a = svc._core.queue.get(svc.runs.train(who, spec("a")).id)
+    b = svc._core.queue.get(svc.runs.train(who, spec("b")).id)
     try:
         end = time.time() + 60
         while a.status != "running" and time.time() < end:
@@ -214,14 +212,14 @@ def test_current_run_is_the_running_one_not_the_next_queued(monkeypatch, request
         assert shown and a.run_id in shown[0] and b.run_id not in shown[0], shown
     finally:
         for j in (b, a):
-            svc.stop_job(j.id, who)
+            svc.runs.stop(j.id, who)
 
 
 def test_try_it_with_a_too_long_text_names_the_text_not_the_template(tiny_app):
     svc, _ = tiny_app
     with pytest.raises(ConfigError, match="the text of 'sentence' is 20001 characters long; "
                                           "text length .characters. must be between 1 and 20000"):
-        svc.predict("deadbeef0000", {"sentence": "a" * 20001})
+        svc.library.predict("deadbeef0000", {"sentence": "a" * 20001})
 
 
 def test_a_small_upload_at_the_default_k_suggests_a_k_that_works():

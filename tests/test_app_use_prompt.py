@@ -22,8 +22,8 @@ def trained_run(svc, model, max_eval=12):
                    eval="sentiment:test", verbalizer=VERB, model=model, shots=4,
                    max_eval=max_eval, train_cfg=TrainConfig(steps=4, batch_size=4, lr=0.05,
                                                             snapshot_every=0))
-    job = svc.submit_run("setup", spec)
-    svc.queue.wait(job.id, 120)
+    job = svc._core.queue.get(svc.runs.train("setup", spec).id)
+    job = svc._core.queue.wait(job.id, 120)
     assert job.status == "finished", job.error
     return job.run_id
 
@@ -40,7 +40,7 @@ def test_try_it_and_evaluate_on(tiny_app):
     specs = [c.proto.spec for c in at.get("plotly_chart") if "class probabilities" in c.proto.spec]
     assert len(specs) == 1
     bars = json.loads(specs[0])["data"][0]
-    expected = svc.predict(rid, {"sentence": TEXT})
+    expected = svc.library.predict(rid, {"sentence": TEXT})
     assert bars["type"] == "bar" and bars["x"] == ["negative", "positive"]
     assert bars["y"] == pytest.approx(list(expected.probs))
     assert any(m.value.startswith(f"Prediction: **{expected.top}**") for m in at.markdown)
@@ -49,11 +49,11 @@ def test_try_it_and_evaluate_on(tiny_app):
     assert at.number_input(key=f"ev-n-{rid}").value == 12
     at.button(key=f"ev-go-{rid}").click().run()
     assert not at.error, [e.value for e in at.error]
-    job = svc.queue.wait(at.session_state[f"ev-job-{rid}"], 120)
+    job = svc._core.queue.wait(at.session_state[f"ev-job-{rid}"], 120)
     assert job.status == "finished", job.error
     at.run()
-    own = svc.store.get(rid)["result"]["continuous"]
-    evs = svc.evaluations(rid)
+    own = svc._core.store.get(rid)["result"]["continuous"]
+    evs = svc.library.evaluations(rid)
     assert len(evs) == 1 and evs[0].eval_ref == "sentiment:test"
     assert evs[0].continuous.accuracy == own["accuracy"] and evs[0].continuous.n == own["n"] == 12
     assert any(m.label == "learned prompt accuracy" and m.value == fmt_pct(own["accuracy"])
@@ -69,12 +69,12 @@ def test_try_it_and_evaluate_on(tiny_app):
     at.text_input(key=f"ev-hf-{rid}").set_value("hf:glue/sst2").run()
     at.button(key=f"ev-go-{rid}").click().run()
     assert len(at.error) == 1 and "hf:NAME[/CONFIG]:SPLIT" in at.error[0].value
-    assert len(svc.evaluations(rid)) == 1
+    assert len(svc.library.evaluations(rid)) == 1
 
 
 def test_runs_without_a_learned_prompt_offer_neither(tiny_app):
     svc, page = tiny_app
-    svc.store.create("discrete", {"template": "{sentence} It was [MASK]"}, status="finished")
+    svc._core.store.create("discrete", {"template": "{sentence} It was [MASK]"}, status="finished")
     at = page("app_pages/runs.py")
     assert not {"Try it", "Evaluate on…"} & {e.label for e in at.expander}
 
@@ -82,30 +82,30 @@ def test_runs_without_a_learned_prompt_offer_neither(tiny_app):
 def test_service_predict_is_cached_and_checked(tiny_app, tmp_path):
     svc, page = tiny_app
     rid = trained_run(svc, page.model, max_eval=4)
-    a = svc.predict(rid, {"sentence": TEXT})
-    assert svc.predict(rid, {"sentence": TEXT}) is a  # remembered
+    a = svc.library.predict(rid, {"sentence": TEXT})
+    assert svc.library.predict(rid, {"sentence": TEXT}) is a  # remembered
     assert sum(a.probs) == pytest.approx(1.0) and a.labels == ("negative", "positive")
     with pytest.raises(DataError, match="sentence is missing"):
-        svc.predict(rid, {"sentence": "  "})
+        svc.library.predict(rid, {"sentence": "  "})
     with pytest.raises(DataError, match="no field 'review'"):
-        svc.predict(rid, {"sentence": TEXT, "review": "x"})
+        svc.library.predict(rid, {"sentence": TEXT, "review": "x"})
     with pytest.raises(PromptFileError, match="no run 0123456789ab"):
-        svc.predict("0123456789ab", {"sentence": TEXT})
+        svc.library.predict("0123456789ab", {"sentence": TEXT})
     # the fixed prompts kept are bounded
-    svc.PROMPT_CACHE = 1
+    svc.library.PROMPT_CACHE = 1
     other = trained_run(svc, page.model, max_eval=4)
-    svc.predict(other, {"sentence": TEXT})
-    assert list(svc._prompts) == [other]
+    svc.library.predict(other, {"sentence": TEXT})
+    assert list(svc.library._prompts) == [other]
     # a deleted run is not served from the cache
-    svc.store.delete(rid)
+    svc._core.store.delete(rid)
     with pytest.raises(PromptFileError, match=f"no run {rid}"):
-        svc.predict(rid, {"sentence": TEXT})
+        svc.library.predict(rid, {"sentence": TEXT})
     # a prompt learned on a model this server does not allow
     f = tmp_path / "p.safetensors"
     emb = torch.randn(2, 32)
     atomic_save({"embeddings": emb, "init": emb}, f, {"ptuning": json.dumps({
         "format": FORMAT, "template": "{sentence} [P*2] It was [MASK]", "model": "nobody/else",
         "verbalizer": VERB})})
-    new = import_prompt(svc.store, f)
+    new = import_prompt(svc._core.store, f)
     with pytest.raises(ModelLoadError, match="not on this server's list"):
-        svc.predict(new, {"sentence": TEXT})
+        svc.library.predict(new, {"sentence": TEXT})

@@ -49,12 +49,12 @@ def wait_running(job, timeout=60):
 @pytest.fixture
 def cls(tmp_path):
     svc = make_service(tmp_path)
-    a, b, t = (svc.classroom.sign_in(None)[0] for _ in range(3))
-    svc.classroom.set_name(a, "Ada")
-    svc.classroom.set_name(b, "Bo")
-    svc.classroom.become_teacher(t, CODE)
+    a, b, t = (svc._core.classroom.sign_in(None)[0] for _ in range(3))
+    svc._core.classroom.set_name(a, "Ada")
+    svc._core.classroom.set_name(b, "Bo")
+    svc._core.classroom.become_teacher(t, CODE)
     yield svc, a, b, t
-    svc.queue.close()
+    svc._core.queue.close()
 
 
 # ---- identities ------------------------------------------------------------------------------
@@ -104,209 +104,209 @@ def test_user_errors_include_permission_denied():
 # ---- ownership -------------------------------------------------------------------------------
 def test_only_the_owner_changes_a_run(cls):
     svc, a, b, t = cls
-    job = svc.submit_run(a, spec(steps=10 ** 5, name="ada's run"))
+    job = svc._core.queue.get(svc.runs.train(a, spec(steps=10 ** 5, name="ada's run")).id)
     rid = job.run_id
     wait_running(job)
-    assert svc.store.get(rid)["owner"] == a and job.session == a
-    for call in (lambda: svc.stop_run(rid, b), lambda: svc.stop_job(job.id, b),
-                 lambda: svc.rename_run(rid, "mine now", b),
-                 lambda: svc.share_run(rid, True, b), lambda: svc.delete_run(rid, b),
-                 lambda: svc.remove_from_board(rid, b)):
+    assert svc._core.store.get(rid)["owner"] == a and job.session == a
+    for call in (lambda: svc.runs.stop_run(rid, b), lambda: svc.runs.stop(job.id, b),
+                 lambda: svc.library.rename(rid, "mine now", b),
+                 lambda: svc.library.share(rid, True, b), lambda: svc.library.delete(rid, b),
+                 lambda: svc.library.remove_from_board(rid, b)):
         with pytest.raises(PermissionDenied, match="only the person who started this run"):
             call()
-    run = svc.store.get(rid)
+    run = svc._core.store.get(rid)
     assert job.status == "running" and not job.stop.is_set()
     assert run["name"] == "ada's run" and not run["shared"]
     # the owner may; the board shows the owner's display name, not what a page sends
-    svc.rename_run(rid, "Ada's best", a)
-    svc.share_run(rid, True, a)
-    run = svc.store.get(rid)
+    svc.library.rename(rid, "Ada's best", a)
+    svc.library.share(rid, True, a)
+    run = svc._core.store.get(rid)
     assert run["name"] == "Ada's best" and run["shared"] and run["author"] == "Ada"
     with pytest.raises(PermissionDenied):
-        svc.share_run(rid, False, b)  # B cannot unshare it either
-    assert svc.store.get(rid)["shared"]
+        svc.library.share(rid, False, b)  # B cannot unshare it either
+    assert svc._core.store.get(rid)["shared"]
     with pytest.raises(Exception, match="stopping"):
-        svc.delete_run(rid, a)  # running: it is stopped first, deleted once it has stopped
-    svc.queue.wait(job.id, 30)
-    assert job.status == "stopped" and svc.store.get(rid)["status"] == "stopped"
-    svc.delete_run(rid, a)
-    assert svc.store.get(rid) is None
+        svc.library.delete(rid, a)  # running: it is stopped first, deleted once it has stopped
+    job = svc._core.queue.wait(job.id, 30)
+    assert job.status == "stopped" and svc._core.store.get(rid)["status"] == "stopped"
+    svc.library.delete(rid, a)
+    assert svc._core.store.get(rid) is None
 
 
 def test_teacher_stops_any_run_and_removes_any_board_entry(cls):
     svc, a, b, t = cls
-    assert svc.is_teacher(t) and not svc.is_teacher(a) and not svc.is_teacher(b)
-    done = svc.submit_run(a, spec(steps=2))
-    svc.queue.wait(done.id, 60)
-    svc.share_run(done.run_id, True, a)
-    long_b = svc.submit_run(b, spec(steps=10 ** 5))
+    assert svc.room.is_teacher(t) and not svc.room.is_teacher(a) and not svc.room.is_teacher(b)
+    done = svc._core.queue.get(svc.runs.train(a, spec(steps=2)).id)
+    done = svc._core.queue.wait(done.id, 60)
+    svc.library.share(done.run_id, True, a)
+    long_b = svc._core.queue.get(svc.runs.train(b, spec(steps=10 ** 5)).id)
     wait_running(long_b)
-    queued_a = svc.submit_run(a, spec())
-    svc.stop_job(queued_a.id, t)  # a queued one is cancelled
+    queued_a = svc._core.queue.get(svc.runs.train(a, spec()).id)
+    svc.runs.stop(queued_a.id, t)  # a queued one is cancelled
     assert queued_a.status == "cancelled"
-    svc.stop_run(long_b.run_id, t)
-    svc.queue.wait(long_b.id, 30)
-    assert long_b.status == "stopped" and svc.store.get(long_b.run_id)["status"] == "stopped"
-    svc.remove_from_board(done.run_id, t)
-    assert not svc.store.get(done.run_id)["shared"]
-    svc.rename_run(done.run_id, "renamed by the teacher", t)
-    assert svc.store.list(shared_only=True) == []
+    svc.runs.stop_run(long_b.run_id, t)
+    long_b = svc._core.queue.wait(long_b.id, 30)
+    assert long_b.status == "stopped" and svc._core.store.get(long_b.run_id)["status"] == "stopped"
+    svc.library.remove_from_board(done.run_id, t)
+    assert not svc._core.store.get(done.run_id)["shared"]
+    svc.library.rename(done.run_id, "renamed by the teacher", t)
+    assert svc._core.store.list(shared_only=True) == []
 
 
 def test_teacher_code_rules(tmp_path):
     svc = make_service(tmp_path)
-    s = svc.classroom.sign_in(None)[0]
+    s = svc._core.classroom.sign_in(None)[0]
     with pytest.raises(PermissionDenied, match="not the teacher code"):
-        svc.classroom.become_teacher(s, CODE + "x")
-    assert not svc.is_teacher(s)
-    svc.classroom.become_teacher(s, f"  {CODE} ")
-    assert svc.is_teacher(s)
+        svc._core.classroom.become_teacher(s, CODE + "x")
+    assert not svc.room.is_teacher(s)
+    svc._core.classroom.become_teacher(s, f"  {CODE} ")
+    assert svc.room.is_teacher(s)
     # kept with the identity: a new server process on the same home still knows
-    assert make_service(tmp_path).is_teacher(s)
+    assert make_service(tmp_path).room.is_teacher(s)
     # a new code (or none) ends the old teachers' mode
-    assert not make_service(tmp_path, code="another-code").is_teacher(s)
+    assert not make_service(tmp_path, code="another-code").room.is_teacher(s)
     off = make_service(tmp_path, code="")
-    assert not off.is_teacher(s) and not off.classroom.teacher_mode
+    assert not off.room.is_teacher(s) and not off._core.classroom.teacher_mode
     with pytest.raises(PermissionDenied, match="no teacher mode"):
-        off.classroom.become_teacher(s, "")
-    svc.classroom.leave_teacher(s)
-    assert not svc.is_teacher(s)
+        off._core.classroom.become_teacher(s, "")
+    svc._core.classroom.leave_teacher(s)
+    assert not svc.room.is_teacher(s)
     # guessing is limited
-    g = svc.classroom.sign_in(None)[0]
+    g = svc._core.classroom.sign_in(None)[0]
     for i in range(Classroom.MAX_TRIES):
         with pytest.raises(PermissionDenied, match="not the teacher code"):
-            svc.classroom.become_teacher(g, f"guess{i}")
+            svc._core.classroom.become_teacher(g, f"guess{i}")
     with pytest.raises(PermissionDenied, match="too many"):
-        svc.classroom.become_teacher(g, CODE)
-    assert not svc.is_teacher(g)
+        svc._core.classroom.become_teacher(g, CODE)
+    assert not svc.room.is_teacher(g)
 
 
 def test_queue_as_the_class_sees_it(cls):
     svc, a, b, t = cls
-    ja = svc.submit_run(a, spec(steps=10 ** 5, name="A's"))
+    ja = svc._core.queue.get(svc.runs.train(a, spec(steps=10 ** 5, name="A's")).id)
     wait_running(ja)
-    jb = svc.submit_run(b, spec(name="B's"))
-    rows_a, rows_b, rows_t = (svc.queue_rows(w) for w in (a, b, t))
+    jb = svc._core.queue.get(svc.runs.train(b, spec(name="B's")).id)
+    rows_a, rows_b, rows_t = (svc.room.queue_rows(w) for w in (a, b, t))
     for rows in (rows_a, rows_b, rows_t):
         assert [(r["run"], r["owner"], r["state"], r["position"]) for r in rows] == \
             [("A's", "Ada", "running", None), ("B's", "Bo", "queued", 1)]
     assert [(r["yours"], r["can_stop"]) for r in rows_a] == [(True, True), (False, False)]
     assert [(r["yours"], r["can_stop"]) for r in rows_b] == [(False, False), (True, True)]
     assert [(r["yours"], r["can_stop"]) for r in rows_t] == [(False, True), (False, True)]
-    assert svc.current_job(a).id == ja.id and svc.current_job(b).id == jb.id
-    svc.stop_job(ja.id, a)
-    svc.queue.wait(jb.id, 60)
-    assert svc.queue_rows(a) == []
+    assert svc.runs.current(a).id == ja.id and svc.runs.current(b).id == jb.id
+    svc.runs.stop(ja.id, a)
+    jb = svc._core.queue.wait(jb.id, 60)
+    assert svc.room.queue_rows(a) == []
 
 
 def test_uploads_belong_to_their_owner_and_a_pinned_one_to_the_class(cls):
     svc, a, b, t = cls
     raw = b"text,y\n" + b"".join(f"the movie {i},{['bad', 'good'][i % 2]}\n".encode()
                                  for i in range(20))
-    up = svc.save_upload(a, raw, "../../reviews.csv", ["text"], "y")
+    up = svc.data.save_upload(a, raw, "../../reviews.csv", ["text"], "y")
     assert up["name"] == "upload:reviews.csv" and f"/uploads/{a}/" in up["train_ref"]
     meta = {k: v for k, v in up.items() if k not in ("rows", "warnings")}
-    assert svc.open_upload(a, meta)["rows"] == up["rows"]  # after a refresh
+    assert svc.data.open_upload(a, meta)["rows"] == up["rows"]  # after a refresh
     with pytest.raises(PermissionDenied, match="belongs to someone else"):
-        svc.open_upload(b, meta)
+        svc.data.open_upload(b, meta)
     theirs = RunSpec(template="{text} [P] It was [MASK]", train=up["train_ref"],
                      eval=up["eval_ref"], verbalizer={"bad": ["bad"], "good": ["good"]},
                      model="tiny-class", label_field="y", train_cfg=TrainConfig(steps=1))
     with pytest.raises(PermissionDenied):
-        svc.submit_run(b, theirs)
-    assert svc.store.list() == []
+        svc.runs.train(b, theirs)
+    assert svc._core.store.list() == []
     with pytest.raises(DataError, match="uploaded through the app"):
-        svc.check_data_ref(str(svc.store.root / "runs.sqlite"), a)
+        svc.data.check_ref(str(svc._core.store.root / "runs.sqlite"), a)
     # students cannot pin; the teacher pins a template and A's upload for the class
     with pytest.raises(PermissionDenied, match="only the teacher"):
-        svc.pin_class(a, "{text} [P] It was [MASK]", up)
-    assert svc.class_pin() is None
+        svc.room.pin_class(a, "{text} [P] It was [MASK]", up)
+    assert svc.room.class_pin() is None
     from ptuning_core.template import TemplateError
     with pytest.raises(TemplateError):
-        svc.pin_class(t, "{sentence} [P] It was [MASK]", up)  # not a field of this data
-    pin = svc.pin_class(t, "{text} [P*2] It was [MASK]", up)
-    assert svc.class_pin() == pin and pin["dataset"] == "class:reviews.csv"
-    ctx = svc.class_data(b)  # every student reads the class copy
+        svc.room.pin_class(t, "{sentence} [P] It was [MASK]", up)  # not a field of this data
+    pin = svc.room.pin_class(t, "{text} [P*2] It was [MASK]", up)
+    assert svc.room.class_pin() == pin and pin["dataset"] == "class:reviews.csv"
+    ctx = svc.room.class_data(b)  # every student reads the class copy
     assert ctx["rows"] == up["rows"] and "/uploads/class/" in ctx["train_ref"]
     assert ctx["name"] == "class:reviews.csv"
-    assert svc.pin_class(t, pin["template"], ctx)["upload"]["train_ref"] == ctx["train_ref"]
-    job = svc.submit_run(b, RunSpec(template=pin["template"], train=ctx["train_ref"],
+    assert svc.room.pin_class(t, pin["template"], ctx)["upload"]["train_ref"] == ctx["train_ref"]
+    job = svc._core.queue.get(svc.runs.train(b, RunSpec(template=pin["template"], train=ctx["train_ref"],
                                     eval=ctx["eval_ref"], verbalizer=ctx["verbalizer"],
                                     model="tiny-class", label_field="y",
-                                    train_cfg=TrainConfig(steps=1)))
-    svc.queue.wait(job.id, 60)
+                                    train_cfg=TrainConfig(steps=1))).id)
+    job = svc._core.queue.wait(job.id, 60)
     assert job.status == "finished", job.error
     with pytest.raises(PermissionDenied):
-        svc.unpin_class(b)
-    svc.unpin_class(t)
-    assert svc.class_pin() is None
+        svc.room.unpin_class(b)
+    svc.room.unpin_class(t)
+    assert svc.room.class_pin() is None
 
 
 def test_comparisons_and_sweeps_belong_to_whoever_started_them(cls):
     from ptuning_core.fewshot import SweepSpec
     svc, a, b, t = cls
     base = spec(steps=2)
-    comp = svc.submit_comparison(a, base, ["prompt tuning (none)"])
+    comp = svc._core.queue.get(svc.runs.compare(a, base, ["prompt tuning (none)"]).id)
     with pytest.raises(PermissionDenied, match="this comparison"):
-        svc.stop_job(comp.id, b)
-    svc.queue.wait(comp.id, 120)
+        svc.runs.stop(comp.id, b)
+    comp = svc._core.queue.wait(comp.id, 120)
     assert comp.status == "finished", comp.error
-    stored = svc.store.list()
+    stored = svc._core.store.list()
     assert {r["owner"] for r in stored} == {a} and {r["kind"] for r in stored} == \
         {"train", "compare"}
     cid = next(r["id"] for r in stored if r["kind"] == "compare")
     with pytest.raises(PermissionDenied, match="this comparison"):
-        svc.delete_run(cid, b)
-    sweep = svc.submit_sweep(b, SweepSpec(dataset="sentiment", model="tiny-class", ks=[2],
+        svc.library.delete(cid, b)
+    sweep = svc._core.queue.get(svc.runs.sweep(b, SweepSpec(dataset="sentiment", model="tiny-class", ks=[2],
                                           seeds=[13], methods=["discrete"], steps=1,
-                                          max_eval=6))
+                                          max_eval=6)).id)
     with pytest.raises(PermissionDenied, match="this sweep"):
-        svc.stop_job(sweep.id, a)
-    svc.queue.wait(sweep.id, 120)
+        svc.runs.stop(sweep.id, a)
+    sweep = svc._core.queue.wait(sweep.id, 120)
     assert sweep.status == "finished", sweep.error
-    sid = svc.store.list(kind="sweep")[0]
+    sid = svc._core.store.list(kind="sweep")[0]
     assert sid["owner"] == b
     with pytest.raises(PermissionDenied, match="this sweep"):
-        svc.rename_run(sid["id"], "mine", a)
-    svc.delete_run(sid["id"], t)  # the teacher may
-    svc.delete_run(cid, a)
-    assert svc.store.list(kind="sweep") == [] and svc.store.list(kind="compare") == []
+        svc.library.rename(sid["id"], "mine", a)
+    svc.library.delete(sid["id"], t)  # the teacher may
+    svc.library.delete(cid, a)
+    assert svc._core.store.list(kind="sweep") == [] and svc._core.store.list(kind="compare") == []
     with pytest.raises(Exception, match="unknown variant"):
-        svc.submit_comparison(a, base, ["no such variant"])
+        svc.runs.compare(a, base, ["no such variant"])
 
 
 def test_working_state_comes_back_in_a_new_tab(cls, tmp_path):
     svc, a, b, t = cls
     raw = b"text,y\n" + b"".join(f"film {i},{['bad', 'good'][i % 2]}\n".encode()
                                  for i in range(10))
-    up = svc.save_upload(a, raw, "mine.csv", ["text"], "y")
-    svc.keep_working_state(a, {"name": "Ada L.", "template": "{text} [P] It was [MASK]",
+    up = svc.data.save_upload(a, raw, "mine.csv", ["text"], "y")
+    svc.room.keep_working_state(a, {"name": "Ada L.", "template": "{text} [P] It was [MASK]",
                                "template_input": "{text} [P It was", "dataset": up["name"],
                                "model": "tiny-class", "upload": up, "hfdata": None})
     again = make_service(tmp_path)  # another server process, same home
-    st = again.working_state(a)
+    st = again.room.working_state(a)
     assert st["name"] == "Ada L." and st["dataset"] == "upload:mine.csv"
     assert st["template"] == "{text} [P] It was [MASK]" and st["template_input"] == \
         "{text} [P It was"
     assert st["model"] == "tiny-class" and st["problems"] == []
     assert st["upload"]["rows"] == up["rows"] and st["upload"]["classes"] == ["bad", "good"]
-    assert again.working_state(b) == {"name": "Bo", "problems": []}  # B's is B's
+    assert again.room.working_state(b) == {"name": "Bo", "problems": []}  # B's is B's
     os.unlink(up["train_ref"])  # the file is gone: one line says so, the rest comes back
-    st = again.working_state(a)
+    st = again.room.working_state(a)
     assert "upload" not in st and st["template"] and "upload it again" in st["problems"][0]
-    again.queue.close()
+    again._core.queue.close()
 
 
 def test_two_tabs_changing_different_things_keep_both(cls):
     """Each tab keeps only what it changed: a tab that renames its student does not put back
     the template another tab of the same student replaced meanwhile (nor drop the upload)."""
     svc, a, _, _ = cls
-    svc.keep_working_state(a, {"template": "{sentence} [P] old [MASK]", "dataset": "topics",
+    svc.room.keep_working_state(a, {"template": "{sentence} [P] old [MASK]", "dataset": "topics",
                                "model": "tiny-class"})
-    svc.keep_working_state(a, {"template": "{sentence} [P*3] new [MASK]"})  # tab 2
-    svc.keep_working_state(a, {"name": "Ada Lovelace"})  # tab 1, later
-    st = svc.working_state(a)
+    svc.room.keep_working_state(a, {"template": "{sentence} [P*3] new [MASK]"})  # tab 2
+    svc.room.keep_working_state(a, {"name": "Ada Lovelace"})  # tab 1, later
+    st = svc.room.working_state(a)
     assert st["template"] == "{sentence} [P*3] new [MASK]" and st["dataset"] == "topics"
     assert st["name"] == "Ada Lovelace" and st["model"] == "tiny-class"
-    svc.keep_working_state(a, {"model": None})  # None removes what was kept
-    assert "model" not in svc.working_state(a)
+    svc.room.keep_working_state(a, {"model": None})  # None removes what was kept
+    assert "model" not in svc.room.working_state(a)

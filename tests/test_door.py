@@ -1,6 +1,7 @@
 """The Service is the only door: pages and ui/ import nothing from the engine, and the typed
 views the pages draw come from the service (tiny models, no browser)."""
 import ast
+import re
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ ENGINE = {"model", "train", "evaluate", "experiment", "fewshot", "compare", "bac
           "learned", "data", "views", "hfdata", "uploads", "classroom", "identity", "access"}
 # what pages and ui/ may import from the core: the door (service + its vocabulary) and the
 # pure formatting helpers of stats
-ALLOWED = {"ptuning_core.service", "ptuning_core.api", "ptuning_core.stats"}
+ALLOWED = {"ptuning_core.app", "ptuning_core.service", "ptuning_core.api", "ptuning_core.stats"}
 
 
 def core_imports(path: Path) -> list:
@@ -45,6 +46,34 @@ def test_pages_and_ui_import_only_the_door():
             if mod not in ALLOWED or mod.split(".")[1] in ENGINE:
                 bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
     assert not bad, "pages/ui must go through ptuning_core.service:\n" + "\n".join(bad)
+
+
+BEHIND_THE_DOOR = re.compile(r"\b(svc|service\(\))\.(queue|settings|classroom|ray|store|_\w+)\b")
+
+
+def test_pages_reach_nothing_behind_the_door():
+    """Pages and ui/ call the façades only: never the queue, settings, class, pool or store,
+    nor anything private of the door."""
+    bad = [f"{f.relative_to(ROOT)}:{i}: {line.strip()}" for f in door_files()
+           for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+           if BEHIND_THE_DOOR.search(line)]
+    assert not bad, "\n".join(bad)
+    assert BEHIND_THE_DOOR.search("job = svc.queue.get(jid)")  # the check does see one
+    assert BEHIND_THE_DOOR.search("service()._core.store")
+    assert not BEHIND_THE_DOOR.search("svc.runs.view(jid)")
+
+
+def test_each_facade_reads_in_one_sitting():
+    """No class of the door (ptuning_core/app/) is over ~200 lines."""
+    sizes = {}
+    for f in sorted((ROOT / "ptuning_core" / "app").glob("*.py")):
+        for node in ast.parse(f.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                sizes[f"{f.name}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert {"runs.py:Runs", "library.py:Library", "inspection.py:Inspect", "datasets.py:Data",
+            "classroom.py:ClassroomDoor", "__init__.py:Service"} <= set(sizes)
+    assert max(sizes.values()) <= 210, sizes
+    assert sizes["__init__.py:Service"] <= 60  # a composition, not a fifth room
 
 
 def test_the_door_check_sees_every_form_of_import(tmp_path):
@@ -147,7 +176,7 @@ ROW = {"sentence": "the movie was fun", "label": "positive"}
 
 
 def test_studio_reports_a_bad_template_as_one_line_with_its_position(svc):
-    view = svc.studio(svc.settings.allowed_models[0], "{sentence} It was [MASK", ["sentence"],
+    view = svc.inspect.studio(svc._core.settings.allowed_models[0], "{sentence} It was [MASK", ["sentence"],
                       VERB, ROW)
     assert isinstance(view, StudioView) and not view.ok
     assert view.error and "\n" not in view.error_line
@@ -155,15 +184,15 @@ def test_studio_reports_a_bad_template_as_one_line_with_its_position(svc):
     assert view.error_position == len("{sentence} It was ")  # where the open tag starts
     assert view.tokens == () and view.words == ()
     # an unknown field is reported at the field
-    view = svc.studio(svc.settings.allowed_models[0], "It was {text} [MASK]", ["sentence"], VERB,
+    view = svc.inspect.studio(svc._core.settings.allowed_models[0], "It was {text} [MASK]", ["sentence"], VERB,
                       ROW)
     assert not view.ok and view.error_position == len("It was ")
 
 
 def test_studio_view_of_a_good_template(svc):
-    model = svc.settings.allowed_models[0]
+    model = svc._core.settings.allowed_models[0]
     src = "{sentence} [P:It] was [MASK]"
-    view = svc.studio(model, src, ["sentence"], VERB, ROW)
+    view = svc.inspect.studio(model, src, ["sentence"], VERB, ROW)
     assert view.ok and view.n_pseudo == 1 and not view.truncated
     roles = [t.role for t in view.tokens]
     assert "field" in roles and roles.count("pseudo") == 1 and roles[-1] == "mask"
@@ -178,21 +207,21 @@ def test_studio_view_of_a_good_template(svc):
     assert view.verbalizer == VERB and not view.verbalizer_error
     assert [(t.cls, t.word) for t in view.label_tokens] == [("negative", "terrible"),
                                                             ("positive", "great")]
-    assert svc.studio(model, src, ["sentence"], VERB, ROW) is view  # cached
+    assert svc.inspect.studio(model, src, ["sentence"], VERB, ROW) is view  # cached
     # label words this model cannot encode: one line, the template still fine
-    bad = svc.studio(model, src, ["sentence"], {"negative": ["zzqx"], "positive": ["great"]},
+    bad = svc.inspect.studio(model, src, ["sentence"], {"negative": ["zzqx"], "positive": ["great"]},
                      ROW)
     assert bad.ok and bad.verbalizer is None and "zzqx" in bad.verbalizer_error
     # bounded cache
-    svc.STUDIO_CACHE = 2
+    svc.inspect.STUDIO_CACHE = 2
     for i in range(4):
-        svc.studio(model, src + " ." * i, ["sentence"], VERB, ROW)
-    assert len(svc._studio) == 2
+        svc.inspect.studio(model, src + " ." * i, ["sentence"], VERB, ROW)
+    assert len(svc.inspect._studio) == 2
 
 
 def test_preview_rows_are_typed(svc):
     rows = [ROW, {"sentence": "a boring plot", "label": "negative"}]
-    out = svc.preview(svc.settings.allowed_models[0], "{sentence} It was [MASK]", VERB,
+    out = svc.inspect.preview(svc._core.settings.allowed_models[0], "{sentence} It was [MASK]", VERB,
                       ["sentence"], "label", rows)
     assert [r.gold for r in out] == ["positive", "negative"]
     assert all(r.prediction in VERB and set(r.probs) == set(VERB) for r in out)
@@ -200,40 +229,40 @@ def test_preview_rows_are_typed(svc):
 
 
 def finished_run(svc, steps=4):
-    job = svc.submit_run("alice", RunSpec(
+    job = svc.runs.train("alice", RunSpec(
         template="{sentence} [P:it] [P*2] was [MASK]", train="sentiment:train",
-        eval="sentiment:test", verbalizer=VERB, model=svc.settings.allowed_models[0], shots=4,
+        eval="sentiment:test", verbalizer=VERB, model=svc._core.settings.allowed_models[0], shots=4,
         max_eval=16, train_cfg=TrainConfig(steps=steps, batch_size=4, snapshot_every=2)))
-    svc.queue.wait(job.id, 120)
+    job = svc._core.queue.wait(job.id, 120)
     assert job.status == "finished", job.error
     return job.run_id
 
 
 def test_embeddings_map_and_a_queued_retest(svc):
     rid = finished_run(svc)
-    view = svc.embeddings(rid, 3, False)
+    view = svc.inspect.embeddings(rid, 3, False)
     assert view.n_pseudo == 3 and [p.name for p in view.pseudo] == ["P0", "P1", "P2"]
     assert view.pseudo[0].init_word.strip() == "it" and view.pseudo[1].init_word == "(random)"
     assert all(len(p.nearest) == 3 for p in view.pseudo)
     assert len(view.similarity) == 3 and abs(view.similarity[0][0] - 1) < 1e-4
     assert view.steps and len(view.losses) == 4 and view.can_retest
     assert "[P" not in view.discretized and "[MASK]" in view.discretized
-    assert svc.embeddings(rid, 3, False) is view
-    emap = svc.embedding_map(rid, "pca")
+    assert svc.inspect.embeddings(rid, 3, False) is view
+    emap = svc.inspect.embedding_map(rid, "pca")
     assert len(emap.path) == len(view.steps) and all(len(s) == 3 for s in emap.path)
     assert len(emap.vocab) == len(emap.vocab_labels) > 0
-    assert svc.embedding_map(rid, "pca") is emap
+    assert svc.inspect.embedding_map(rid, "pca") is emap
 
-    job = svc.submit_retest("bob", rid)  # anyone may re-test a run; the job is bob's
-    assert job.kind == "retest" and job.session == "bob"
-    assert svc.queue.get(job.id) is job  # it went through the queue, not the caller's thread
-    svc.queue.wait(job.id, 120)
+    job = svc.inspect.retest("bob", rid)  # anyone may re-test a run; the job is bob's
+    assert job.kind == "retest" and job.owner_id == "bob"
+    assert svc._core.queue.get(job.id) is not None  # it went through the queue, not the caller's thread
+    job = svc._core.queue.wait(job.id, 120)
     assert job.status == "finished", job.error
-    res = svc.retest_result(job.id)
-    assert isinstance(res, RetestResult) and svc.last_retest(rid) is res
+    res = svc.inspect.retest_result(job.id)
+    assert isinstance(res, RetestResult) and svc.inspect.last_retest(rid) == res
     assert res.template == view.discretized and res.n == 16
     assert res.ci95[0] <= res.accuracy <= res.ci95[1]
-    run = svc.store.get(rid)
+    run = svc._core.store.get(rid)
     cont = run["result"]["continuous"]
     assert res.continuous_accuracy == cont["accuracy"] and res.continuous_n == cont["n"]
     # the verdict follows the numbers: the disagreements it cites are the real ones
@@ -250,23 +279,96 @@ def test_embeddings_map_and_a_queued_retest(svc):
                - (res.only_discretized_right - res.only_continuous_right)) < 1e-6
 
 
+def test_a_retest_is_stored_and_survives_a_restart(svc, monkeypatch):
+    """A re-test's result is a stored record (kind retest, owned by who asked): a new Service
+    on the same store gives it back without computing it again."""
+    from ptuning_core import views
+    from ptuning_core.service import Service
+    from ptuning_core.store import RunStore
+    rid = finished_run(svc, steps=2)
+    view = svc.inspect.retest("bob", rid)
+    job = svc._core.queue.wait(view.id, 120)
+    assert job.status == "finished", job.error
+    res = svc.inspect.retest_result(view.id)
+    rec = svc._core.store.get(job.run_id, details=False)
+    assert rec["kind"] == "retest" and rec["owner"] == "bob" and rec["config"]["run"] == rid
+    assert [r.id for r in svc.library.runs("train")] == [rid]  # not listed among the runs
+
+    def fail(*a, **k):
+        raise AssertionError("the re-test was computed again")
+    monkeypatch.setattr(views, "retest", fail)
+    again = Service(svc._core.settings, RunStore(svc._core.store.root))
+    try:
+        assert again.inspect.last_retest(rid) == res and res.template
+        assert again.inspect.retest_job(rid) is None  # the job itself was the old server's
+    finally:
+        again.close()
+
+
+def test_one_train_click_parses_its_template_once_and_loads_no_model(svc, monkeypatch):
+    """A Train click (``runs.train``) parses its template once and loads no model in the
+    request: a model not loaded yet is loaded by the job (here: it fails there, one line)."""
+    import sys
+
+    from ptuning_core import registry, template
+    from ptuning_core.api import ModelLoadError
+    real, parsed, loads = template.parse, [], []
+
+    def counting(src, *a, **k):
+        parsed.append(src)
+        return real(src, *a, **k)
+    for mod in list(sys.modules.values()):  # every core module that holds the parser
+        if (getattr(mod, "__name__", "") or "").startswith("ptuning_core") and \
+                getattr(mod, "parse", None) is real:
+            monkeypatch.setattr(mod, "parse", counting)
+
+    def load(name, device):
+        loads.append(name)
+        raise ModelLoadError(f"cannot load {name}")
+    monkeypatch.setattr(registry, "load_backbone", load)
+    name = "someone/not-loaded-yet"
+    monkeypatch.setattr(svc._core.settings, "allowed_models",
+                        svc._core.settings.allowed_models + [name])
+    tpl = "{sentence} [P*2] It was [MASK]"
+    view = svc.runs.train("alice", RunSpec(
+        template=tpl, train="sentiment:train", eval="sentiment:test", verbalizer=VERB,
+        model=name, shots=4, max_eval=8, train_cfg=TrainConfig(steps=2, batch_size=4)))
+    assert parsed.count(tpl) == 1 and loads == []  # the request: one parse, no model
+    from ptuning_core.api import JobView
+    assert isinstance(view, JobView) and view.status in ("queued", "running") and view.run_id
+    job = svc._core.queue.wait(view.id, 60)
+    assert loads == [name]  # the job loaded it
+    assert job.status == "failed" and "cannot load someone/not-loaded-yet" in job.error
+    assert svc._core.store.get(view.run_id, details=False)["status"] == "failed"
+    # a model already loaded is checked in the request: label words it cannot encode
+    bad = RunSpec(template=tpl, train="sentiment:train", eval="sentiment:test",
+                  verbalizer={"negative": ["zzqxv"], "positive": ["great"]},
+                  model=svc._core.settings.allowed_models[0], shots=4, max_eval=8,
+                  train_cfg=TrainConfig(steps=2, batch_size=4))
+    from ptuning_core.api import USER_ERRORS
+    n = len(svc._core.store.list())
+    with pytest.raises(USER_ERRORS):
+        svc.runs.train("alice", bad)
+    assert len(svc._core.store.list()) == n  # refused before anything was stored
+
+
 def test_retest_of_a_missing_run_is_one_line(svc):
     from ptuning_core.api import USER_ERRORS
     with pytest.raises(USER_ERRORS, match="no run"):
-        svc.submit_retest("bob", "20990101-000000-abcdef")
+        svc.inspect.retest("bob", "20990101-000000-abcdef")
 
 
 def test_comparison_and_sweep_come_back_typed(svc):
     from ptuning_core.api import SweepSpec
     spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="sentiment:train",
-                   eval="sentiment:test", verbalizer=VERB, model=svc.settings.allowed_models[0],
+                   eval="sentiment:test", verbalizer=VERB, model=svc._core.settings.allowed_models[0],
                    shots=4, max_eval=12, name="compare",
                    train_cfg=TrainConfig(steps=2, batch_size=4))
-    job = svc.submit_comparison("alice", spec, ["P-tuning (lstm)", "prompt tuning (none)"])
-    svc.queue.wait(job.id, 120)
+    job = svc.runs.compare("alice", spec, ["P-tuning (lstm)", "prompt tuning (none)"])
+    job = svc._core.queue.wait(job.id, 120)
     assert job.status == "finished", job.error
-    cid = svc.store.list(kind="compare")[0]["id"]
-    view = svc.comparison(cid)
+    cid = svc._core.store.list(kind="compare")[0]["id"]
+    view = svc.library.comparison(cid)
     assert [r.prompt for r in view.rows] == ["discrete", "P-tuning (lstm)",
                                              "prompt tuning (none)"]
     assert view.rows[0].delta == 0 and all(r.n == 12 for r in view.rows)
@@ -276,17 +378,17 @@ def test_comparison_and_sweep_come_back_typed(svc):
                                                   "prompt tuning (none)"]
     assert view.owner == "alice" and view.missing == 0
     # deleting a variant's run leaves the others
-    first = svc.store.get(cid)["result"]["variants"][0]["run_id"]
-    svc.store.delete(first, force=True)
-    assert svc.comparison(cid).missing == 1 and len(svc.comparison(cid).rows) == 2
+    first = svc._core.store.get(cid)["result"]["variants"][0]["run_id"]
+    svc._core.store.delete(first, force=True)
+    assert svc.library.comparison(cid).missing == 1 and len(svc.library.comparison(cid).rows) == 2
 
-    sweep = SweepSpec(dataset="sentiment", model=svc.settings.allowed_models[0], ks=[2],
+    sweep = SweepSpec(dataset="sentiment", model=svc._core.settings.allowed_models[0], ks=[2],
                       seeds=[13], methods=["discrete", "prompt-tuning"], steps=1, max_eval=8)
-    job = svc.submit_sweep("alice", sweep)
-    svc.queue.wait(job.id, 120)
+    job = svc.runs.sweep("alice", sweep)
+    job = svc._core.queue.wait(job.id, 120)
     assert job.status == "finished", job.error
-    sid = svc.store.list(kind="sweep")[0]["id"]
-    sv = svc.sweep(sid)
+    sid = svc._core.store.list(kind="sweep")[0]["id"]
+    sv = svc.library.sweep(sid)
     assert {c.method for c in sv.cells} == {"discrete", "prompt-tuning"} and sv.ks == [2]
     assert [(p.method, p.k, p.n) for p in sv.summary] == [("discrete", 2, 1),
                                                           ("prompt-tuning", 2, 1)]
@@ -301,11 +403,11 @@ def test_retest_runs_in_the_queue_from_the_page(tiny_app):
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     assert not at.exception
     jid = at.session_state[f"retest-{rid}"]
-    job = svc.queue.get(jid)
+    job = svc._core.queue.get(jid)
     assert job is not None and job.kind == "retest"
-    svc.queue.wait(jid, 120)
+    svc._core.queue.wait(jid, 120)
     end = time.time() + 30
-    while time.time() < end and svc.retest_result(jid) is None:
+    while time.time() < end and svc.inspect.retest_result(jid) is None:
         time.sleep(0.1)
     at.run()
     labels = [m.label for m in at.metric]
@@ -315,19 +417,19 @@ def test_retest_runs_in_the_queue_from_the_page(tiny_app):
 
 def test_runs_come_back_as_typed_summaries(svc):
     rid = finished_run(svc, steps=2)
-    [run] = svc.runs("train")
-    stored = svc.store.get(rid)["result"]
+    [run] = svc.library.runs("train")
+    stored = svc._core.store.get(rid)["result"]
     assert run.id == rid and run.owner == "alice" and run.status == "finished"
     assert run.has_prompt and run.steps == 2 and run.word == "accuracy"
     assert run.continuous.accuracy == stored["continuous"]["accuracy"] and run.n == 16
     assert run.continuous.ci95[0] <= run.continuous.accuracy <= run.continuous.ci95[1]
     assert run.mcnemar_p == stored["paired"]["mcnemar_p"] and "McNemar" in run.verdict
-    detail = svc.run_detail(rid)
+    detail = svc.library.run_detail(rid)
     assert detail.summary == run and [s for s, _ in detail.losses] == [1, 2]
     assert [c.title for c in detail.confusions] == ["discrete", "continuous"]
-    assert svc.run_summary("0123456789ab") is None and svc.run_detail("0123456789ab") is None
-    svc.share_run(rid, True, "alice")
-    assert [r.id for r in svc.runs(None, shared_only=True)] == [rid]
+    assert svc.library.run_summary("0123456789ab") is None and svc.library.run_detail("0123456789ab") is None
+    svc.library.share(rid, True, "alice")
+    assert [r.id for r in svc.library.runs(None, shared_only=True)] == [rid]
 
 
 def test_studio_page_draws_the_typed_view(tiny_app):

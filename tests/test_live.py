@@ -97,15 +97,15 @@ def wait_for(cond, timeout=60):
 def test_a_waiting_run_gets_a_start_from_measured_step_times(app):
     svc, page = app
     model = page.model
-    first = svc.submit_run("ann", spec(model, 3, "warm"))
-    svc.queue.wait(first.id, 60)
+    first = svc._core.queue.get(svc.runs.train("ann", spec(model, 3, "warm")).id)
+    first = svc._core.queue.wait(first.id, 60)
     assert first.status == "finished"
-    per_step = svc.queue.times.step_seconds(model, "fast", 2)
+    per_step = svc._core.queue.times.step_seconds(model, "fast", 2)
     assert per_step is not None and per_step > 0  # measured from the finished run
-    long = svc.submit_run("ann", spec(model, 10 ** 5, "long"))
+    long = svc._core.queue.get(svc.runs.train("ann", spec(model, 10 ** 5, "long")).id)
     wait_for(lambda: long.status == "running" and (long.progress.get("step") or 0) >= 2)
-    waiting = svc.submit_run("bob", spec(model, 50, "waits"))
-    snap = svc.live()
+    waiting = svc._core.queue.get(svc.runs.train("bob", spec(model, 50, "waits")).id)
+    snap = svc.runs.live()
     v = snap.get(waiting.id)
     assert v.position == 1 and v.status == "queued" and v.owner_id == "bob"
     run = snap.get(long.id)
@@ -115,26 +115,24 @@ def test_a_waiting_run_gets_a_start_from_measured_step_times(app):
     assert v.end_in_s > v.start_in_s
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.position = 3
-    rows = svc.queue_rows("bob")
+    rows = svc.room.queue_rows("bob")
     assert [(r["run"], r["position"], r["yours"]) for r in rows] == \
         [("long", None, False), ("waits", 1, True)]
     assert rows[1]["start_in_s"] == pytest.approx(v.start_in_s, rel=0.2)
-    svc.stop_job(long.id, "ann")
-    svc.queue.wait(waiting.id, 60)
-
-
+    svc.runs.stop(long.id, "ann")
+    waiting = svc._core.queue.wait(waiting.id, 60)
 def test_an_unchanged_queue_is_the_same_snapshot_and_a_change_is_seen(app):
     svc, page = app
-    a = svc.live()
-    assert svc.live() is a  # nothing changed: nothing recomputed
-    job = svc.submit_run("ann", spec(page.model, 2, "x"))
-    b = svc.live()  # a job added is seen at once, not after the interval
+    a = svc.runs.live()
+    assert svc.runs.live() is a  # nothing changed: nothing recomputed
+    job = svc._core.queue.get(svc.runs.train("ann", spec(page.model, 2, "x")).id)
+    b = svc.runs.live()  # a job added is seen at once, not after the interval
     assert b is not a and b.version > a.version and b.get(job.id) is not None
-    svc.queue.wait(job.id, 60)
-    c = svc.live()
+    job = svc._core.queue.wait(job.id, 60)
+    c = svc.runs.live()
     assert c.get(job.id).done and c.get(job.id).status == "finished"
     assert c.get(job.id).losses  # a done job's curves, read from the store once
-    assert svc.live() is c
+    assert svc.runs.live() is c
 
 
 # ---- the page ---------------------------------------------------------------------------------
@@ -144,11 +142,11 @@ def test_the_train_page_shows_a_waiting_run_its_position_and_estimated_start(app
     monkeypatch.setattr("ui.classroom.request_token", lambda: None)
     at = page()
     me = at.session_state["sid"]
-    warm = svc.submit_run("other", spec(page.model, 2, "warm"))  # a measure to estimate from
-    svc.queue.wait(warm.id, 60)
-    blocker = svc.submit_run("other", spec(page.model, 10 ** 5, "blocker"))
+    warm = svc._core.queue.get(svc.runs.train("other", spec(page.model, 2, "warm")).id)  # a measure to estimate from
+    warm = svc._core.queue.wait(warm.id, 60)
+    blocker = svc._core.queue.get(svc.runs.train("other", spec(page.model, 10 ** 5, "blocker")).id)
     wait_for(lambda: (blocker.progress.get("step") or 0) >= 1)
-    mine = svc.submit_run(me, spec(page.model, 20, "mine"))
+    mine = svc._core.queue.get(svc.runs.train(me, spec(page.model, 20, "mine")).id)
     token = at.session_state["_cookie_to_set"]
     monkeypatch.setattr("ui.classroom.request_token", lambda: token)
     at = page("app_pages/train.py")
@@ -158,10 +156,8 @@ def test_the_train_page_shows_a_waiting_run_its_position_and_estimated_start(app
     queue = next(t.value for t in at.table if "owner" in t.value.columns)
     assert queue["run"].tolist() == ["blocker", "mine"]
     assert queue["starts"].tolist()[0] == "" and queue["starts"].tolist()[1].startswith("in ")
-    svc.stop_job(blocker.id, "other")
-    svc.queue.wait(mine.id, 60)
-
-
+    svc.runs.stop(blocker.id, "other")
+    mine = svc._core.queue.wait(mine.id, 60)
 def view(**kw):
     from ptuning_core.api import JobView
     base = dict(id="j", label="r", kind="train", owner_id="a", owner="Ada", status="running",
@@ -188,8 +184,8 @@ def test_the_queue_list_polls_only_for_someone_with_a_live_job(app):
     from ui.common import queue_polls
     svc, page = app
     assert not queue_polls(svc, "ann")  # empty queue: nothing to refresh
-    job = svc.submit_run("ann", spec(page.model, 10 ** 5, "long"))
+    job = svc._core.queue.get(svc.runs.train("ann", spec(page.model, 10 ** 5, "long")).id)
     assert queue_polls(svc, "ann") and not queue_polls(svc, "bob")
-    svc.stop_job(job.id, "ann")
-    svc.queue.wait(job.id, 60)
+    svc.runs.stop(job.id, "ann")
+    job = svc._core.queue.wait(job.id, 60)
     assert not queue_polls(svc, "ann")

@@ -64,9 +64,9 @@ def ray_service(pool, tmp_path, monkeypatch):
     monkeypatch.setenv("PTUNING_RAY_ADDRESS", "local")
     svc = Service(Settings(allow_local_paths=True, max_steps=10 ** 5, max_queued=5),
                   RunStore(tmp_path / "runs"))
-    assert svc.ray is pool and svc.backend() == {"backend": "ray", "workers": 2, "error": None}
+    assert svc._core.executor.pool is pool and (svc.info().backend, svc.info().workers, svc.info().backend_error) == ("ray", 2, None)
     yield svc
-    svc.queue.close()
+    svc._core.queue.close()
 
 
 def run_spec(model, steps=4, name="", **kw):
@@ -158,21 +158,65 @@ def test_run_streams_its_events_and_the_driver_stores_it(pool, tiny_dir, tmp_pat
 @pytest.mark.ray
 def test_service_queues_runs_on_ray_and_a_user_error_stays_one_line(ray_service, tiny_dir):
     svc = ray_service
-    job = svc.submit_run(A, run_spec(tiny_dir, steps=3, name="first"))
-    svc.queue.wait(job.id, 120)
+    job = svc._core.queue.get(svc.runs.train(A, run_spec(tiny_dir, steps=3, name="first")).id)
+    job = svc._core.queue.wait(job.id, 120)
     assert job.status == "finished", job.error
-    run = svc.store.get(job.run_id, details=False)
+    run = svc._core.store.get(job.run_id, details=False)
     assert run["status"] == "finished" and run["owner"] == A
-    assert len(svc.store.steps(job.run_id)) == 3
+    assert len(svc._core.store.steps(job.run_id)) == 3
     # an error raised on the worker comes back as itself (a user error), and the run is failed
     from ptuning_core import raybackend
     bad = run_spec(tiny_dir, steps=2)
     bad.train_cfg.encoder = "nope"
-    rid = svc.store.create("bad", bad.to_dict(), A)
+    rid = svc._core.store.create("bad", bad.to_dict(), A)
     with pytest.raises(Exception) as ei:
-        raybackend.run_recorded(svc.ray, bad, svc.store, rid, session=A)
+        raybackend.run_recorded(svc._core.executor.pool, bad, svc._core.store, rid, session=A)
     assert type(ei.value).__name__ == "ConfigError"
-    assert svc.store.get(rid, details=False)["status"] == "failed"
+    assert svc._core.store.get(rid, details=False)["status"] == "failed"
+
+
+@needs_ray
+@pytest.mark.ray
+def test_experiments_evaluations_and_retests_run_on_the_pool(ray_service, tiny_dir, tmp_path,
+                                                             monkeypatch):
+    """On a server with a pool, an experiment, an evaluation and a re-test run on its workers:
+    with the functions that would do that work in this (the web) process made to fail, all
+    three finish; the re-test is stored and a new Service on the same store has it."""
+    from ptuning_core import experiment, learned, views
+    from ptuning_core.api import ExperimentRequest
+    svc = ray_service
+    job = svc._core.queue.wait(svc.runs.train(A, run_spec(tiny_dir, steps=3)).id, 120)
+    assert job.status == "finished", job.error
+    rid = job.run_id
+
+    def here(*a, **k):
+        raise AssertionError("this work ran in the web process, not on a Ray worker")
+    for mod, name in ((experiment, "run_experiment"), (learned, "evaluate_prompt"),
+                      (views, "retest")):
+        monkeypatch.setattr(mod, name, here)
+    with pytest.raises(AssertionError, match="web process"):  # the guard does guard
+        learned.evaluate_prompt(None, None, "sentiment:test")
+
+    ex = svc.runs.experiment(A, ExperimentRequest("E1", model=tiny_dir, device="cpu",
+                                                  seeds="1,2", ks="2", steps=2, max_eval=8))
+    assert ex.kind == "experiment"
+    ev = svc.runs.evaluate(A, rid, "sentiment:test", 8)
+    rt = svc.inspect.retest(A, rid)
+    for v in (ex, ev, rt):
+        done = svc._core.queue.wait(v.id, 300)
+        assert done.status == "finished", (done.label, done.error)
+        assert done.device == "ray"  # it held one of the pool's slots
+    res = svc.library.experiment(svc.runs.view(ex.id).run_id)
+    assert len(res.cells) == 4 and {c["seed"] for c in res.cells} == {1, 2}
+    [evaluation] = svc.library.evaluations(rid)
+    assert evaluation.continuous.n == 8 and evaluation.eval_ref == "sentiment:test"
+    got = svc.inspect.retest_result(rt.id)
+    assert got is not None and got.run_id == rid and got.n == 8
+    again = Service(Settings(allow_local_paths=True), RunStore(svc._core.store.root))
+    try:
+        assert again.inspect.last_retest(rid) == got  # stored, not recomputed (retest fails)
+    finally:
+        again.close()
 
 
 @needs_ray
@@ -180,28 +224,28 @@ def test_service_queues_runs_on_ray_and_a_user_error_stays_one_line(ray_service,
 def test_comparisons_and_lists_of_runs_go_through_the_pool(ray_service, tiny_dir):
     from ptuning_core import raybackend
     svc = ray_service
-    comp = svc.submit_comparison(A, run_spec(tiny_dir, steps=2), ["P-tuning (lstm)",
-                                                                  "prompt tuning (none)"])
-    svc.queue.wait(comp.id, 120)
+    comp = svc._core.queue.get(svc.runs.compare(A, run_spec(tiny_dir, steps=2), ["P-tuning (lstm)",
+                                                                  "prompt tuning (none)"]).id)
+    comp = svc._core.queue.wait(comp.id, 120)
     assert comp.status == "finished", comp.error
-    runs = [r for r in svc.store.list() if r["kind"] == "train"]
+    runs = [r for r in svc._core.store.list() if r["kind"] == "train"]
     assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
-    assert all(len(svc.store.steps(r["id"])) == 2 for r in runs)
+    assert all(len(svc._core.store.steps(r["id"])) == 2 for r in runs)
     # the entry an experiment uses: a list of specs (dicts too), results as each ends
     specs = [run_spec(tiny_dir, steps=2, seed=s).to_dict() for s in (13, 21)]
     bad = run_spec(tiny_dir, steps=2)
     bad.model = tiny_dir + "-missing"
     seen = {}
-    for i, res in raybackend.run_specs(svc.ray, specs + [bad], store=svc.store, owner=B,
+    for i, res in raybackend.run_specs(svc._core.executor.pool, specs + [bad], store=svc._core.store, owner=B,
                                        session=B):
         seen[i] = res
     assert sorted(seen) == [0, 1, 2]
     assert type(seen[2]).__name__ == "ModelLoadError" and "no model folder" in str(seen[2])
     for i in (0, 1):
-        run = svc.store.get(seen[i]["run_id"], details=False)
+        run = svc._core.store.get(seen[i]["run_id"], details=False)
         assert run["status"] == "finished" and run["owner"] == B
         assert run["config"]["train_cfg"]["seed"] == specs[i]["train_cfg"]["seed"]
-    assert svc.store.get(seen[0]["run_id"])["result"]["continuous"] == \
+    assert svc._core.store.get(seen[0]["run_id"])["result"]["continuous"] == \
         run_experiment(run_spec(tiny_dir, steps=2, seed=13))["continuous"]
 
 
@@ -210,24 +254,24 @@ def test_comparisons_and_lists_of_runs_go_through_the_pool(ray_service, tiny_dir
 @pytest.mark.ray
 def test_stop_a_running_run_and_cancel_a_queued_one(ray_service, tiny_dir):
     svc = ray_service
-    long_a = svc.submit_run(A, run_spec(tiny_dir, steps=20000, name="long a"))
-    long_b = svc.submit_run(B, run_spec(tiny_dir, steps=20000, name="long b"))
-    queued = svc.submit_run(A, run_spec(tiny_dir, steps=3, name="queued"))
+    long_a = svc._core.queue.get(svc.runs.train(A, run_spec(tiny_dir, steps=20000, name="long a")).id)
+    long_b = svc._core.queue.get(svc.runs.train(B, run_spec(tiny_dir, steps=20000, name="long b")).id)
+    queued = svc._core.queue.get(svc.runs.train(A, run_spec(tiny_dir, steps=3, name="queued")).id)
     for j in (long_a, long_b):
         wait_for(lambda j=j: (j.snapshot()["progress"].get("step") or 0) >= 2, "a step")
-    assert svc.queue.position(queued.id) == 1  # two actors, both busy: it waits its turn
-    svc.stop_run(queued.run_id, A)
+    assert svc._core.queue.position(queued.id) == 1  # two actors, both busy: it waits its turn
+    svc.runs.stop_run(queued.run_id, A)
     assert queued.status == "cancelled"
-    assert svc.store.get(queued.run_id, details=False)["status"] == "cancelled"
-    svc.stop_run(long_a.run_id, A)
-    svc.queue.wait(long_a.id, 120)
+    assert svc._core.store.get(queued.run_id, details=False)["status"] == "cancelled"
+    svc.runs.stop_run(long_a.run_id, A)
+    long_a = svc._core.queue.wait(long_a.id, 120)
     assert long_a.status == "stopped", long_a.error
-    run = svc.store.get(long_a.run_id, details=False)
+    run = svc._core.store.get(long_a.run_id, details=False)
     assert run["status"] == "stopped"
     assert 2 <= run["result"]["train"]["steps"] < 20000  # what it learned is kept
-    assert svc.store.tensors(long_a.run_id, "prompt.safetensors")
-    svc.stop_run(long_b.run_id, B)
-    svc.queue.wait(long_b.id, 120)
+    assert svc._core.store.tensors(long_a.run_id, "prompt.safetensors")
+    svc.runs.stop_run(long_b.run_id, B)
+    long_b = svc._core.queue.wait(long_b.id, 120)
     assert long_b.status == "stopped"
 
 
@@ -237,26 +281,26 @@ def test_stop_a_running_run_and_cancel_a_queued_one(ray_service, tiny_dir):
 def test_a_killed_actor_fails_its_run_and_the_others_go_on(ray_service, tiny_dir):
     import ray
     svc = ray_service
-    doomed = svc.submit_run(A, run_spec(tiny_dir, steps=20000, name="doomed"))
-    other = svc.submit_run(B, run_spec(tiny_dir, steps=20000, name="other"))
+    doomed = svc._core.queue.get(svc.runs.train(A, run_spec(tiny_dir, steps=20000, name="doomed")).id)
+    other = svc._core.queue.get(svc.runs.train(B, run_spec(tiny_dir, steps=20000, name="other")).id)
     for j in (doomed, other):
         wait_for(lambda j=j: (j.snapshot()["progress"].get("step") or 0) >= 2, "a step")
-    idx = next(i for i, what in svc.ray.busy.items() if what == doomed.run_id)
-    lost = svc.ray.lost
-    ray.kill(svc.ray.handle(idx))
-    svc.queue.wait(doomed.id, 120)
+    idx = next(i for i, what in svc._core.executor.pool.busy.items() if what == doomed.run_id)
+    lost = svc._core.executor.pool.lost
+    ray.kill(svc._core.executor.pool.handle(idx))
+    doomed = svc._core.queue.wait(doomed.id, 120)
     assert doomed.status == "failed" and "died" in doomed.error
-    run = svc.store.get(doomed.run_id, details=False)
+    run = svc._core.store.get(doomed.run_id, details=False)
     assert run["status"] == "failed" and "died" in run["error"]
     assert other.status == "running"  # the other actor goes on
-    svc.stop_run(other.run_id, B)
-    svc.queue.wait(other.id, 120)
+    svc.runs.stop_run(other.run_id, B)
+    other = svc._core.queue.wait(other.id, 120)
     assert other.status == "stopped"
-    assert svc.store.get(other.run_id, details=False)["status"] == "stopped"
-    assert svc.ray.lost == lost + 1  # the dead actor was replaced: two new runs both finish
-    again = [svc.submit_run(C, run_spec(tiny_dir, steps=2, name=f"after {i}")) for i in (1, 2)]
+    assert svc._core.store.get(other.run_id, details=False)["status"] == "stopped"
+    assert svc._core.executor.pool.lost == lost + 1  # the dead actor was replaced: two new runs both finish
+    again = [svc._core.queue.get(svc.runs.train(C, run_spec(tiny_dir, steps=2, name=f"after {i}")).id) for i in (1, 2)]
     for j in again:
-        svc.queue.wait(j.id, 120)
+        j = svc._core.queue.wait(j.id, 120)
         assert j.status == "finished", j.error
 
 
@@ -345,7 +389,7 @@ def _cli(args, env_extra, tmp_path):
             "rc = main(sys.argv[1:])\n"
             "if rc == 0:\n"
             "    from ptuning_core.service import Service\n"
-            "    Service().queue.close()  # the app's door, too\n"
+            "    Service()._core.queue.close()  # the app's door, too\n"
             "print(json.dumps({'rc': rc, 'ray': 'ray' in sys.modules}))\n")
     return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -381,13 +425,13 @@ def test_an_unreachable_ray_address_refuses_runs_and_the_app_says_why(tiny_dir, 
     from ptuning_core.jobs import QueueFull
     monkeypatch.setenv("PTUNING_RAY_ADDRESS", f"127.0.0.1:{free_port()}")
     svc = Service(Settings(allow_local_paths=True), RunStore(tmp_path / "runs"))
-    assert svc.ray is None and "cannot reach the Ray cluster" in svc.backend_error
-    assert svc.backend()["backend"] == "ray" and svc.backend()["error"] == svc.backend_error
+    assert svc._core.executor.pool is None and "cannot reach the Ray cluster" in svc.info().backend_error
+    assert svc.info().backend == "ray" and svc.info().workers == 0
     with pytest.raises(QueueFull, match="cannot reach the Ray cluster"):
-        svc.submit_run(A, run_spec(tiny_dir, steps=2))
+        svc.runs.train(A, run_spec(tiny_dir, steps=2))
     with pytest.raises(QueueFull, match="cannot reach the Ray cluster"):
-        svc.submit_sweep(A, SweepSpec(dataset="sentiment", model=tiny_dir, ks=[2], seeds=[13]))
-    assert svc.queue.jobs() == [] and svc.store.list() == []  # nothing ran here instead
+        svc.runs.sweep(A, SweepSpec(dataset="sentiment", model=tiny_dir, ks=[2], seeds=[13]))
+    assert svc._core.queue.jobs() == [] and svc._core.store.list() == []  # nothing ran here instead
 
 
 @pytest.fixture
@@ -398,7 +442,7 @@ def unreachable(monkeypatch):
 @needs_ray
 def test_the_app_banner_shows_an_unreachable_backend(unreachable, tiny_app):
     svc, page = tiny_app
-    assert "cannot reach the Ray cluster" in svc.backend_error
+    assert "cannot reach the Ray cluster" in svc.info().backend_error
     at = page()
     assert any("Training is unavailable on this server: cannot reach the Ray cluster"
                in e.value for e in at.error)
@@ -413,7 +457,7 @@ def ray_env(pool, monkeypatch):
 @pytest.mark.ray
 def test_the_app_says_where_it_trains(ray_env, tiny_app):
     svc, page = tiny_app
-    assert svc.backend() == {"backend": "ray", "workers": 2, "error": None}
+    assert (svc.info().backend, svc.info().workers, svc.info().backend_error) == ("ray", 2, None)
     at = page()
     assert any(c.value == "Training on Ray at local: 2 workers" for c in at.caption)
     assert not at.error

@@ -31,7 +31,7 @@ def identity() -> str:
     server kept for it (name, template, dataset, model, upload)."""
     ss = st.session_state
     if "sid" not in ss:
-        who, new_token = service().classroom.sign_in(request_token())
+        who, new_token = service().room.sign_in(request_token())
         ss["sid"] = who
         ss["_cookie_to_set"] = new_token
         _restore(who)
@@ -42,14 +42,14 @@ def session_id() -> str:
     """This browser's identity (the signed cookie, ``identity``): the owner of what it starts
     and its session in the queue. Every tab and refresh of one browser has the same."""
     who = identity()
-    service().queue.heartbeat(who)
+    service().room.heartbeat(who)
     return who
 
 
 def _restore(who: str) -> None:
     """Bring back what the server kept (what the session already holds wins)."""
     ss = st.session_state
-    kept = service().working_state(who)
+    kept = service().room.working_state(who)
     ss["_problems"] = kept.pop("problems")
     kept["author"] = kept.pop("name")
     for key in ("author", "upload", "hfdata", "model", "dataset", "label_tokens"):
@@ -77,13 +77,13 @@ def start_session() -> str:
     who = session_id()
     ss = st.session_state
     svc = service()
-    pin = svc.class_pin()
+    pin = svc.room.class_pin()
     if not pin:
         ss.pop("class_data", None)
         return who
     if ss.get("_class_for") != pin["version"]:
         try:
-            ss["class_data"] = svc.class_data(who)
+            ss["class_data"] = svc.room.class_data(who)
         except USER_ERRORS as e:
             ss["class_data"] = None
             ss.setdefault("_problems", []).append(f"the class dataset: {e}")
@@ -158,7 +158,7 @@ def _remember() -> None:
     changed = [k for k in now if now[k] != before.get(k)]
     if not changed:
         return
-    service().keep_working_state(who, {k: ss.get(k) if k in ("upload", "hfdata") else now[k]
+    service().room.keep_working_state(who, {k: ss.get(k) if k in ("upload", "hfdata") else now[k]
                                        for k in changed})
     ss["_kept"] = now
 
@@ -172,14 +172,14 @@ def classroom_sidebar() -> None:
     with st.sidebar:
         for p in ss.pop("_problems", None) or []:
             st.warning(f"Could not bring back {p}")
-        pin = svc.class_pin()
+        pin = svc.room.class_pin()
         if pin:
             st.caption(f"Class template pinned by {pin['by']}: `{pin['template']}` on "
                        f"{pin['dataset']}")
             if st.button("Open the class template", key="open_pin"):
                 open_pin(pin)
                 st.rerun()
-        if svc.classroom.teacher_mode:
+        if svc.room.teacher_mode:
             _teacher_controls(who, pin)
         if ss.get("_cookie_to_set"):
             _write_cookie(ss["_cookie_to_set"])
@@ -187,14 +187,14 @@ def classroom_sidebar() -> None:
 
 def _teacher_controls(who: str, pin) -> None:
     svc = service()
-    if not svc.is_teacher(who):
+    if not svc.room.is_teacher(who):
         with st.expander("Teacher"):
             with st.form("teacher_form", clear_on_submit=True, border=False):
                 code = st.text_input("Teacher code", type="password", key="teacher_code")
                 go = st.form_submit_button("Enter teacher mode")
             if go:
                 try:
-                    svc.classroom.become_teacher(who, code)
+                    svc.room.become_teacher(who, code)
                     st.rerun()
                 except USER_ERRORS as e:
                     st.error(str(e))
@@ -211,15 +211,15 @@ def _teacher_controls(who: str, pin) -> None:
             if not tpl:
                 st.error("Write a template in Template Studio first.")
             else:
-                st.session_state["_pin_seen"] = svc.pin_class(who, tpl, ctx)["version"]
+                st.session_state["_pin_seen"] = svc.room.pin_class(who, tpl, ctx)["version"]
                 st.rerun()
         except USER_ERRORS as e:
             st.error(str(e))
     if pin and st.button("Unpin the class template", key="unpin_class"):
-        svc.unpin_class(who)
+        svc.room.unpin_class(who)
         st.rerun()
     if st.button("Leave teacher mode", key="leave_teacher"):
-        svc.classroom.leave_teacher(who)
+        svc.room.leave_teacher(who)
         st.rerun()
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import time
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -27,7 +26,7 @@ SHARE_KEYS = {"t": "template", "d": "dataset", "m": "model", "steps": "steps", "
 def backend_banner() -> None:
     """One line at the top of every page when this server's job backend (Ray) cannot take
     runs: they are refused, not run elsewhere."""
-    err = service().backend_error
+    err = service().info().backend_error
     if err:
         st.error(f"Training is unavailable on this server: {err}", icon=":material/cloud_off:")
 
@@ -53,7 +52,7 @@ def restore_from_link() -> None:
         if short in qp:
             v = qp[short]
             if key in ("steps", "shots", "seed", "lr"):
-                v, err = ranges.parse(key, v, service().settings.max_steps
+                v, err = ranges.parse(key, v, service().info().max_steps
                                       if key == "steps" else None)
                 if err:  # one line on the page, the page's own value stays
                     st.session_state.setdefault("_link_msgs", []).append(
@@ -205,6 +204,7 @@ def verbalizer_for(ctx: dict):
 # ---- sidebar --------------------------------------------------------------------------------
 def sidebar() -> None:
     svc = service()
+    info = svc.info()
     with st.sidebar:
         # First, before anything that may st.rerun(): a widget not drawn in a finished run
         # loses its state, so the name is also kept under a key no widget owns.
@@ -214,7 +214,7 @@ def sidebar() -> None:
                       max_chars=40)
         st.session_state["_author"] = st.session_state["author"]
         st.markdown("### Model")
-        choices = svc.settings.model_choices()
+        choices = svc.model_choices()
         cur = st.session_state.get("model", DEFAULT_MODEL)
         if cur not in choices:
             choices = choices + [cur]
@@ -222,12 +222,12 @@ def sidebar() -> None:
         label = {DEFAULT_MODEL: DEFAULT_LABEL}
         st.selectbox("Frozen language model", choices, key="model",
                      format_func=lambda m: label.get(m, m))
-        if svc.settings.allow_any_model or svc.settings.allow_local_paths:
+        if info.other_models:
             other = st.text_input("…or a Hugging Face id, folder or .gguf file", key="model_other",
                                   placeholder="e.g. bert-base-uncased")
             if other and st.button("Use this model"):
                 try:
-                    svc.settings.check_model(other)
+                    svc.check_model(other)
                     st.session_state["model"] = other
                     st.rerun()
                 except ModelLoadError as e:
@@ -235,10 +235,10 @@ def sidebar() -> None:
         bb = backbone()
         if bb is not None:
             st.caption(f"{bb.kind} LM · {bb.n_parameters / 1e6:.0f}M parameters · {bb.device}")
-        if svc.ray is not None:  # runs and sweeps train elsewhere
-            st.caption(f"Training on {svc.ray.describe()}")
+        if info.backend_text:  # runs and sweeps train elsewhere
+            st.caption(f"Training on {info.backend_text}")
         st.markdown("### Dataset")
-        names = svc.datasets()
+        names = svc.data.datasets()
         up, hf = st.session_state.get("upload"), st.session_state.get("hfdata")
         cd = st.session_state.get("class_data")
         opts = names + [d["name"] for d in (up, hf, cd) if d]
@@ -256,11 +256,11 @@ def sidebar() -> None:
             f = st.file_uploader("Your data", type=["csv", "tsv", "jsonl"], key="upload_file")
             if f is not None:
                 try:
-                    cols = svc.upload_columns(f.getvalue(), f.name)
+                    cols = svc.data.upload_columns(f.getvalue(), f.name)
                     tf = st.multiselect("Text column(s)", cols, default=cols[:1], key="up_text")
                     lf = st.selectbox("Label column", cols, index=len(cols) - 1, key="up_label")
                     if st.button("Use this file") and tf:
-                        st.session_state["upload"] = svc.save_upload(
+                        st.session_state["upload"] = svc.data.save_upload(
                             session_id(), f.getvalue(), f.name, tf, lf)
                         st.session_state["_dataset_next"] = st.session_state["upload"]["name"]
                         st.rerun()
@@ -276,7 +276,7 @@ def sidebar() -> None:
             lf = st.text_input("Label column", key="hf_label", value="label")
             if st.button("Use this dataset") and tr:
                 try:
-                    st.session_state["hfdata"] = svc.open_hf_dataset(
+                    st.session_state["hfdata"] = svc.data.open_hf_dataset(
                         tr.strip(), (ev or tr).strip(), tf.split(","), lf.strip())
                     st.session_state["_dataset_next"] = st.session_state["hfdata"]["name"]
                     st.rerun()
@@ -388,14 +388,14 @@ def job_panel(job_id: str) -> None:
     """Progress, estimated start or end, live loss curve and a Stop button, refreshed at the
     pace the job changes (``job_interval``); a done job's panel does not poll."""
     svc = service()
-    first = svc.job_view(job_id)
+    first = svc.runs.view(job_id)
     declared = _state_of(first)
 
     @st.fragment(run_every=job_interval(first))
     def _panel():
         heartbeat()
         svc, who = service(), st.session_state.get("sid", "")
-        view = svc.job_view(job_id)
+        view = svc.runs.view(job_id)
         if _state_of(view) != declared:
             st.rerun()  # once: the page declares the panel again with the new pace
         if view is None:
@@ -412,11 +412,11 @@ def job_panel(job_id: str) -> None:
         if view.losses:
             st.plotly_chart(_live_figure(view), key=f"live-{job_id}")
         c1, c2 = st.columns([1, 3])
-        mine = svc.may_stop(who, view.owner_id)
+        mine = svc.room.may_stop(who, view.owner_id)
         if not view.done and not stopping and mine:
             if c1.button("Stop", key=f"stop-{job_id}", type="primary"):
                 try:
-                    svc.stop_job(job_id, who)
+                    svc.runs.stop(job_id, who)
                     st.toast("Stopping… what was learned so far is kept.")
                     stopping = True
                 except USER_ERRORS as e:
@@ -426,7 +426,7 @@ def job_panel(job_id: str) -> None:
         status = "stopping…" if stopping else view.status
         c2.markdown(f"**Status:** {status}" + (f" — {view.error}" if view.error else ""))
         if view.done and view.run_id:
-            run = svc.run_summary(view.run_id)
+            run = svc.library.run_summary(view.run_id)
             if run is not None and run.discrete:
                 result_summary(run)
     _panel()
@@ -530,26 +530,12 @@ def no_run_note() -> None:
                    f"or is not visible to you.")
 
 
-FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it
-
-
 def my_job(state_key: str, kind: str):
     """The job this session started (its id under ``state_key``), or, in a new tab or after a
     refresh, this identity's latest job of ``kind`` (a live one first); None if there is none."""
-    svc = service()
-    jid = st.session_state.get(state_key)
-    job = svc.queue.get(jid) if jid else None
-    if job is not None and job.status != "queued":
-        return job
-    current = svc.current_job(st.session_state.get("sid", ""), kind)
-    if job is not None:  # queued: the identity's running one, if any, is the current one
-        return current if current is not None and current.status == "running" else job
-    job = current
-    if job is not None and job.status == "failed":
-        # a failure is shown once, with its job: to the session that started it, or to a
-        # refresh right after it; it does not follow the identity into later sessions
-        if time.time() - (job.ended or job.created) > FAILURE_SHOWN_S:
-            return None
+    held = st.session_state.get(state_key)
+    job = service().runs.mine(st.session_state.get("sid", ""), held, kind)  # a JobView
+    if job is not None and job.status == "failed" and job.id != held:
         st.session_state[state_key] = job.id  # this session now holds it, with its reason
     return job
 
@@ -558,7 +544,7 @@ def heartbeat() -> None:
     """Polling fragments call this: a session whose page is open is never reaped as idle."""
     sid = st.session_state.get("sid")
     if sid:
-        service().queue.heartbeat(sid)
+        service().room.heartbeat(sid)
 
 
 def _stop_job(job_id: str, label: str) -> None:
@@ -566,7 +552,7 @@ def _stop_job(job_id: str, label: str) -> None:
     fragment, so a click is never lost to the table redrawing itself."""
     svc, who = service(), st.session_state.get("sid", "")
     try:
-        svc.stop_job(job_id, who)
+        svc.runs.stop(job_id, who)
         st.session_state["_queue_msg"] = ("ok", f"Stopping {label}… what it learned so far is "
                                                 f"kept.")
     except USER_ERRORS as e:
@@ -577,8 +563,8 @@ def queue_polls(svc, who: str) -> bool:
     """Whether this viewer's queue list refreshes itself: while they have a job queued or
     running, and for the teacher while anything is; otherwise it shows the queue as of the last
     run of the page (with a Refresh button)."""
-    snap = svc.live()
-    return bool(snap.live) and (snap.has_live(who) or svc.teacher_view(who))
+    snap = svc.runs.live()
+    return bool(snap.live) and (snap.has_live(who) or svc.room.teacher_view(who))
 
 
 def queue_frame(rows: list) -> pd.DataFrame:
@@ -608,7 +594,7 @@ def queue_panel() -> None:
         msg = st.session_state.pop("_queue_msg", None)
         if msg:
             (st.toast if msg[0] == "ok" else st.error)(msg[1])
-        rows = svc.queue_rows(who)
+        rows = svc.room.queue_rows(who)
         if not rows:
             st.caption("The queue is empty.")
         else:

@@ -28,7 +28,7 @@ def dataset_context(kind: str | None = None) -> dict | None:
     if name.startswith("class:"):  # an uploaded or Hugging Face dataset the teacher pinned
         return st.session_state.get("class_data")
     try:
-        info = service().dataset_info(name)
+        info = service().data.dataset_info(name)
     except DataError as e:
         st.error(str(e))
         return None
@@ -43,4 +43,4 @@ def dataset_context(kind: str | None = None) -> dict | None:
 
 @st.cache_data(show_spinner=False)
 def _bundled_rows(name: str, split: str) -> list:
-    return service().dataset_rows(name, split)
+    return service().data.dataset_rows(name, split)

@@ -22,7 +22,7 @@ def use_prompt_panel(run) -> None:
     otherwise)."""
     rid = run.id
     try:
-        lp = service().learned_prompt(rid)
+        lp = service().library.learned_prompt(rid)
     except NoLearnedPrompt:
         return
     except USER_ERRORS as e:
@@ -54,7 +54,7 @@ def try_it(rid: str, fields: list) -> None:
                        " to see what the prompt predicts.")
             return
         try:
-            pred = service().predict(rid, values)
+            pred = service().library.predict(rid, values)
         except (ModelLoadError, *USER_ERRORS) as e:
             st.error(str(e))
             return
@@ -67,7 +67,7 @@ def data_choices(own: str | None) -> list:
     """Every bundled split, the run's own evaluation data when it is something else (an
     upload), and a free hf: reference."""
     svc = service()
-    splits = [f"{n}:{s}" for n in svc.datasets() for s in svc.dataset_info(n)["files"]]
+    splits = [f"{n}:{s}" for n in svc.data.datasets() for s in svc.data.dataset_info(n)["files"]]
     extra = [OWN_CHOICE] if own and own not in splits and not own.startswith("hf:") else []
     return extra + splits + [HF_CHOICE]
 
@@ -98,12 +98,12 @@ def evaluate_on(rid: str, own: str | None, max_eval: int | None) -> None:
             try:
                 if not ref:
                     raise DataError("type a reference of the form hf:NAME[/CONFIG]:SPLIT")
-                job = svc.submit_evaluation(session_id(), rid, ref, int(n))
+                job = svc.runs.evaluate(session_id(), rid, ref, int(n))
                 st.session_state[f"ev-job-{rid}"] = job.id
             except SHOWN_ERRORS as e:
                 st.error(str(e))
         _job_progress(rid)
-        _results(svc.evaluations(rid))
+        _results(svc.library.evaluations(rid))
 
 
 def _job_progress(rid: str) -> None:
@@ -115,7 +115,7 @@ def _job_progress(rid: str) -> None:
     def poll():
         heartbeat()
         svc = service()
-        job = svc.queue.get(jid)
+        job = svc.runs.view(jid)
         if job is None:
             return
         if job.done:
@@ -125,11 +125,10 @@ def _job_progress(rid: str) -> None:
                 st.session_state[f"ev-seen-{rid}"] = jid
                 st.rerun()  # show the result below
             return
-        snap = job.snapshot()
-        if snap["status"] == "queued":
-            st.info(f"Evaluation waiting in the queue: position {svc.queue.position(jid)}.")
+        if job.status == "queued":
+            st.info(f"Evaluation waiting in the queue: position {job.position}.")
         else:
-            st.progress(*progress_line(snap["progress"]))
+            st.progress(*progress_line(job.progress()))
     poll()
 
 

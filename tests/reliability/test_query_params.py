@@ -63,7 +63,7 @@ def deep_link(model, path, query):
 @pytest.mark.parametrize("page", PAGES)
 def test_any_query_string_opens_every_page_without_an_exception(tiny_app, errors, page):
     svc, open_page = tiny_app
-    rid = svc.store.create("a cancelled run", {}, "someone", status="cancelled")  # a run exists
+    rid = svc._core.store.create("a cancelled run", {}, "someone", status="cancelled")  # a run exists
 
     @settings(max_examples=CASES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))

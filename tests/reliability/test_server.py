@@ -129,7 +129,7 @@ def test_finished_jobs_keep_only_a_small_summary():
 def test_a_finished_run_job_lets_go_of_its_prepared_data(tmp_path, monkeypatch):
     import weakref
 
-    import ptuning_core.service as service_module
+    import ptuning_core.app.runs as service_module
     svc = tiny_service(tmp_path)
     kept = []
     real = service_module.prepare
@@ -139,13 +139,13 @@ def test_a_finished_run_job_lets_go_of_its_prepared_data(tmp_path, monkeypatch):
         kept.append(weakref.ref(prep))
         return prep
     monkeypatch.setattr(service_module, "prepare", prepare)
-    job = svc.submit_run("s", spec())
-    svc.queue.wait(job.id, 60)
+    job = svc._core.queue.get(svc.runs.train("s", spec()).id)
+    job = svc._core.queue.wait(job.id, 60)
     gc.collect()
     assert job.status == "finished" and kept and kept[0]() is None
     assert job.snapshot()["progress"]["step"] == 3
-    assert svc.store.get(job.run_id)["result"]["train"]["steps"] == 3  # pages read the store
-    svc.queue.close()
+    assert svc._core.store.get(job.run_id)["result"]["train"]["steps"] == 3  # pages read the store
+    svc._core.queue.close()
 
 
 def test_load_many_sessions_every_run_finishes_or_is_refused(tmp_path):
@@ -158,7 +158,7 @@ def test_load_many_sessions_every_run_finishes_or_is_refused(tmp_path):
     def session(i):
         for _ in range(3):
             try:
-                job = svc.submit_run(f"s{i}", spec())
+                job = svc._core.queue.get(svc.runs.train(f"s{i}", spec()).id)
                 with lock:
                     results.append(job)
             except QueueFull as e:
@@ -170,28 +170,28 @@ def test_load_many_sessions_every_run_finishes_or_is_refused(tmp_path):
     for t in threads:
         t.join()
     for j in results:
-        svc.queue.wait(j.id, 120)
+        j = svc._core.queue.wait(j.id, 120)
     assert len(results) + len(refused) == 30
     assert refused and all("limit is 2" in m for m in refused)
     assert all(j.status == "finished" for j in results), [j.error for j in results]
-    runs = svc.store.list()
+    runs = svc._core.store.list()
     assert sorted(r["id"] for r in runs) == sorted(j.run_id for j in results)  # none lost/duped
     assert all(r["status"] == "finished" for r in runs)
     assert [k for k in registry.loaded() if k[0] == "tiny-rel"] == [("tiny-rel", "cpu")]
-    svc.queue.close()
+    svc._core.queue.close()
     gc.collect()
     assert psutil.Process().memory_info().rss - base < 300 * 2 ** 20
 
 
 def test_abandoned_session_is_cancelled_after_idle_time(tmp_path):
     svc = tiny_service(tmp_path, idle_timeout=1, max_steps=100000)
-    job = svc.submit_run("ghost", spec(steps=100000))
-    queued = svc.submit_run("ghost", spec())
-    svc.queue.wait(job.id, 30)
+    job = svc._core.queue.get(svc.runs.train("ghost", spec(steps=100000)).id)
+    queued = svc._core.queue.get(svc.runs.train("ghost", spec()).id)
+    job = svc._core.queue.wait(job.id, 30)
     assert job.status == "stopped" and queued.status == "cancelled"
-    assert svc.store.get(job.run_id)["status"] == "stopped"
-    assert svc.store.get(queued.run_id)["status"] == "cancelled"
-    svc.queue.close()
+    assert svc._core.store.get(job.run_id)["status"] == "stopped"
+    assert svc._core.store.get(queued.run_id)["status"] == "cancelled"
+    svc._core.queue.close()
 
 
 def test_a_failing_run_is_marked_failed_and_the_worker_keeps_serving(tmp_path, monkeypatch):
@@ -206,15 +206,15 @@ def test_a_failing_run_is_marked_failed_and_the_worker_keeps_serving(tmp_path, m
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*a, **k)
     monkeypatch.setattr("ptuning_core.experiment.train", boom)
-    bad = svc.submit_run("s", spec())
-    good = svc.submit_run("s", spec())
-    svc.queue.wait(bad.id, 30)
-    svc.queue.wait(good.id, 30)
+    bad = svc._core.queue.get(svc.runs.train("s", spec()).id)
+    good = svc._core.queue.get(svc.runs.train("s", spec()).id)
+    bad = svc._core.queue.wait(bad.id, 30)
+    good = svc._core.queue.wait(good.id, 30)
     assert bad.status == "failed" and "out of memory" in bad.error
-    r = svc.store.get(bad.run_id)
+    r = svc._core.store.get(bad.run_id)
     assert r["status"] == "failed" and "out of memory" in r["error"]
     assert good.status == "finished"
-    svc.queue.close()
+    svc._core.queue.close()
 
 
 def test_sigkill_mid_run_leaves_an_interrupted_run_with_its_metrics(tmp_path):
@@ -258,9 +258,9 @@ def test_sigkill_mid_run_leaves_an_interrupted_run_with_its_metrics(tmp_path):
 def test_server_refuses_models_it_does_not_allow(tmp_path, name):
     svc = tiny_service(tmp_path)
     with pytest.raises(ModelLoadError):
-        svc.settings.check_model(name)
+        svc._core.settings.check_model(name)
     with pytest.raises(ModelLoadError):
-        svc.submit_run("s", spec(steps=1).__class__(**{**spec().__dict__, "model": name}))
+        svc.runs.train("s", spec(steps=1).__class__(**{**spec().__dict__, "model": name}))
 
 
 @pytest.mark.parametrize("ref", ["/etc/passwd", "../../../etc/passwd", "data/manifest.json",
@@ -268,9 +268,9 @@ def test_server_refuses_models_it_does_not_allow(tmp_path, name):
 def test_students_cannot_read_server_files_through_data_refs(tmp_path, ref):
     svc = tiny_service(tmp_path)
     with pytest.raises(DataError):
-        svc.check_data_ref(ref)
+        svc.data.check_ref(ref)
     with pytest.raises(DataError):
-        svc.submit_run("s", RunSpec(template="{sentence} [P] [MASK]", train=ref,
+        svc.runs.train("s", RunSpec(template="{sentence} [P] [MASK]", train=ref,
                                     eval="sentiment:test", verbalizer=VERB, model="tiny-rel"))
 
 
@@ -279,9 +279,20 @@ def test_server_step_limit(tmp_path):
     from ptuning_core.experiment import USER_ERRORS
     from ptuning_core.train import ConfigError
     with pytest.raises(ConfigError, match="at most 10 steps") as e:
-        svc.submit_run("s", spec(steps=11))
+        svc.runs.train("s", spec(steps=11))
     assert isinstance(e.value, USER_ERRORS)  # shown to the user as a message
-    assert svc.clamp_steps(999) == 10
+    assert svc.info().max_steps == 10  # what the pages bound their step fields by
+    assert svc._core.store.list() == []  # the refused run left no trace
+    # one check for every kind of work (runs._submit): comparisons, sweeps, experiments
+    from ptuning_core.api import ExperimentRequest, SweepSpec
+    with pytest.raises(ConfigError, match="at most 10 steps"):
+        svc.runs.compare("s", spec(steps=11), ["P-tuning (lstm)"])
+    with pytest.raises(ConfigError, match="at most 10 steps"):
+        svc.runs.sweep("s", SweepSpec(dataset="sentiment", model="tiny-rel", ks="2", seeds=[13],
+                                      steps=11))
+    with pytest.raises(ConfigError, match="at most 10 steps"):
+        svc.runs.experiment("s", ExperimentRequest("E1", model="tiny-rel", steps=11))
+    assert svc._core.queue.jobs() == [] and svc._core.store.list() == []
 
 
 def test_label_words_the_model_cannot_encode_are_refused_before_queuing(tmp_path):
@@ -290,20 +301,20 @@ def test_label_words_the_model_cannot_encode_are_refused_before_queuing(tmp_path
     bad = spec()
     bad.verbalizer = {"negative": ["great"], "positive": ["great"]}
     with pytest.raises(VerbalizerError, match="same token"):
-        svc.submit_run("s", bad)
-    assert svc.store.list() == []
+        svc.runs.train("s", bad)
+    assert svc._core.store.list() == []
 
 
 def test_a_run_whose_page_keeps_polling_is_never_reaped(tmp_path):
     """The live panels heartbeat every second (ui.common.heartbeat in each polling fragment):
     such a session outlives the idle timeout; the same run abandoned is stopped."""
     svc = tiny_service(tmp_path, idle_timeout=1, max_steps=100000)
-    job = svc.submit_run("open-page", spec(steps=100000))
+    job = svc._core.queue.get(svc.runs.train("open-page", spec(steps=100000)).id)
     done = threading.Event()
 
     def poll():
         while not done.is_set():
-            svc.queue.heartbeat("open-page")
+            svc._core.queue.heartbeat("open-page")
             time.sleep(0.2)
     t = threading.Thread(target=poll)
     t.start()
@@ -311,9 +322,9 @@ def test_a_run_whose_page_keeps_polling_is_never_reaped(tmp_path):
     assert job.status == "running"
     done.set()
     t.join()
-    svc.queue.wait(job.id, 30)  # the page is closed: now it is reaped
+    svc._core.queue.wait(job.id, 30)  # the page is closed: now it is reaped
     assert job.status == "stopped"
-    svc.queue.close()
+    svc._core.queue.close()
 
 
 def test_same_settings_same_losses_from_the_cli_and_the_service_beside_another_run(tmp_path,
@@ -330,11 +341,11 @@ def test_same_settings_same_losses_from_the_cli_and_the_service_beside_another_r
     busy.train_cfg.seed = 5
     t = threading.Thread(target=run_experiment, args=(busy,))  # e.g. a CLI run beside the app
     t.start()
-    mine = svc.submit_run("a", spec(steps=8))
-    svc.queue.wait(mine.id, 60)
+    mine = svc._core.queue.get(svc.runs.train("a", spec(steps=8)).id)
+    mine = svc._core.queue.wait(mine.id, 60)
     assert t.is_alive(), "the other run should still be training"
     t.join()
-    app_losses = svc.store.get(mine.run_id)["result"]["train"]["losses"]
+    app_losses = svc._core.store.get(mine.run_id)["result"]["train"]["losses"]
     code = cli.main(["run", "--model", "tiny-rel", "--device", "cpu", "--train", "sentiment:train",
                      "--eval", "sentiment:test", "--template", "{sentence} [P*2] It was [MASK]",
                      "--verbalizer", json.dumps(VERB), "--shots", "2", "--max-eval", "6",
@@ -343,7 +354,7 @@ def test_same_settings_same_losses_from_the_cli_and_the_service_beside_another_r
     assert code == 0
     cli_losses = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"]["losses"]
     assert len(app_losses) == 8 and app_losses == cli_losses
-    svc.queue.close()
+    svc._core.queue.close()
 
 
 def test_streamlit_does_not_collect_garbage_after_every_script_run():
