@@ -44,8 +44,8 @@ def test_compare_shows_discrete_and_continuous_accuracies(env):
     assert list(table["prompt"]) == ["discrete", "P-tuning (lstm)", "prompt tuning (none)"]
     # every number is the stored runs' per-example results, recomputed here
     from ptuning_core.stats import fmt_acc, mcnemar, wilson
-    comp = svc.store.list(kind="compare")[0]
-    runs = {v["variant"]: svc.store.details(v["run_id"]) for v in comp["result"]["variants"]}
+    comp = svc._core.store.list(kind="compare")[0]
+    runs = {v["variant"]: svc._core.store.details(v["run_id"]) for v in comp["result"]["variants"]}
 
     def right(block):
         return [bool(p["correct"]) for p in sorted(block["predictions"],

@@ -252,13 +252,13 @@ def test_the_learned_label_toggle_survives_a_refresh(tiny_app, monkeypatch):
 
 def test_the_board_shows_no_experiment_title_in_its_template_column(tiny_app):
     svc, page = tiny_app
-    rid = svc.store.create("E1 Continuous prompts beat the discrete one", {
+    rid = svc._core.store.create("E1 Continuous prompts beat the discrete one", {
         "experiment": "E1", "template": "Continuous prompts beat the discrete one",
         "train": "sentiment"}, "someone", kind="experiment", status="running")
-    svc.store.finish(rid, "finished", {"continuous": {"template": "P-tuning (k=16)",
+    svc._core.store.finish(rid, "finished", {"continuous": {"template": "P-tuning (k=16)",
                                                       "accuracy": 0.8, "ci95": [0.7, 0.9],
                                                       "n": 100}})
-    svc.store.share(rid, True, "Ada")
+    svc._core.store.share(rid, True, "Ada")
     df = page("app_pages/board.py").dataframe[0].value
     assert df["template"].tolist() == ["experiment: P-tuning (k=16)"]
     assert df["name"].tolist() == ["E1 Continuous prompts beat the discrete one"]

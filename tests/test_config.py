@@ -66,7 +66,7 @@ def test_an_upload_and_a_hugging_face_dataset_start_from_the_same_templates(tmp_
         "causal": "{text} It was [MASK]", "masked": "{text} It was [MASK] ."}
     assert ctx["ptuning_templates"] == want["ptuning_templates"] == {
         "causal": "{text} [P*4] It was [MASK]", "masked": "{text} [P*4] It was [MASK] ."}
-    for f in ("uploads.py", "service.py"):  # the service's Hugging Face context uses it too
+    for f in ("uploads.py", "app/datasets.py"):  # the door's Hugging Face context uses it too
         src = (ROOT / "ptuning_core" / f).read_text(encoding="utf-8")
         assert "It was [MASK]" not in src and "upload_templates(" in src, f
 
@@ -149,7 +149,7 @@ def test_the_pages_start_from_the_config_defaults(tiny_app):
     assert _widget(at, "number_input", "Seeds").max == len(C.SEEDS)
     assert _widget(at, "number_input", "Test examples").value == C.MAX_EVAL
     assert _widget(at, "number_input", "Steps per run").value == min(d.steps,
-                                                                     svc.settings.max_steps)
+                                                                     svc.info().max_steps)
     at = page("app_pages/compare.py")
     assert _widget(at, "number_input", "k per class").value == C.SHOTS
     assert _widget(at, "number_input", "Seed").value == d.seed

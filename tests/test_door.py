@@ -15,7 +15,8 @@ ENGINE = {"model", "train", "evaluate", "experiment", "fewshot", "compare", "bac
           "learned", "data", "views", "hfdata", "uploads", "classroom", "identity", "access"}
 # what pages and ui/ may import from the core: the door (service + its vocabulary) and the
 # pure formatting helpers of stats
-ALLOWED = {"ptuning_core.app", "ptuning_core.service", "ptuning_core.api", "ptuning_core.stats"}
+ALLOWED = {"ptuning_core.app", "ptuning_core.service", "ptuning_core.api", "ptuning_core.stats",
+           "ptuning_core.config"}
 
 
 def core_imports(path: Path) -> list:

@@ -184,7 +184,7 @@ def link_template(bb, ctx: dict) -> None:
     if src is None:
         return
     try:
-        view = service().studio(st.session_state.get("model", DEFAULT_MODEL), src,
+        view = service().inspect.studio(st.session_state.get("model", DEFAULT_MODEL), src,
                                 ctx["fields"], None, (ctx.get("rows") or [{}])[0])
         error = view.error
     except (ModelLoadError, *USER_ERRORS) as e:
