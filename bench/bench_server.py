@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import plotly.io as pio  # noqa: E402
 
 from ptuning_core.api import RunSpec, TrainConfig  # noqa: E402
-from ptuning_core.registry import get_backbone  # noqa: E402
+from ptuning_core.lm.registry import get_backbone  # noqa: E402
 from ptuning_core.service import Service  # noqa: E402
-from ptuning_core.store import RunStore  # noqa: E402
+from ptuning_core.store.runs import RunStore  # noqa: E402
 from ui.common import loss_figure  # noqa: E402
 
 

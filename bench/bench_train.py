@@ -36,13 +36,13 @@ import torch.nn.functional as F  # noqa: E402
 
 from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
-from ptuning_core.backbone import Backbone, load_backbone, resolve_device  # noqa: E402
-from ptuning_core.cobatch import CoRun, cobatched_losses, cobatched_step  # noqa: E402
-from ptuning_core.evaluate import evaluate  # noqa: E402
-from ptuning_core.model import PromptModel  # noqa: E402
-from ptuning_core.precision import cpu_has_bf16, resolve_precision  # noqa: E402
-from ptuning_core.train import TrainConfig  # noqa: E402
-from ptuning_core.verbalizer import Verbalizer  # noqa: E402
+from ptuning_core.lm.backbone import Backbone, load_backbone, resolve_device  # noqa: E402
+from ptuning_core.lm.cobatch import CoRun, cobatched_losses, cobatched_step  # noqa: E402
+from ptuning_core.engine.evaluate import evaluate  # noqa: E402
+from ptuning_core.lm.model import PromptModel  # noqa: E402
+from ptuning_core.lm.precision import cpu_has_bf16, resolve_precision  # noqa: E402
+from ptuning_core.engine.train import TrainConfig  # noqa: E402
+from ptuning_core.lm.verbalizer import Verbalizer  # noqa: E402
 
 VERB = Verbalizer.parse({"negative": ["terrible"], "positive": ["great"]})
 N_PSEUDO = 8
@@ -91,7 +91,7 @@ def get_backbone(spec: str, device: str) -> Backbone:
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         return Backbone(spec, m.to(dev), tok, "causal", dev)
-    from ptuning_core.registry import get_backbone as registered
+    from ptuning_core.lm.registry import get_backbone as registered
     return registered(spec, device)  # the Service's runs use the same loaded model
 
 
@@ -250,7 +250,7 @@ def precision_step_ratio(bb, rows, gold, dev, tpl, warmup, steps):
 def accuracy_by_precision(seeds: list, max_eval: int) -> dict:
     """Test accuracy of the continuous prompt after a default run (k=16, TrainConfig's
     defaults), fp32 and bf16, same seeds, on the bundled sentiment set and facts-capital."""
-    from ptuning_core.experiment import RunSpec, run_experiment
+    from ptuning_core.engine.experiment import RunSpec, run_experiment
     out = {}
     for name in ("sentiment", "facts-capital"):
         info = D.dataset_info(name)
@@ -283,15 +283,15 @@ OLD_DEFAULT = {"template": TPL_START_DEFAULT, "steps": 60, "lr": 3e-3, "batch_si
 
 def _cold(svc_root: Path):
     """Caches cold: a fresh store (no cached discrete baseline), no shared prefixes."""
-    from ptuning_core.kvcache import SHARED
+    from ptuning_core.lm.kvcache import SHARED
     from ptuning_core.service import Service
-    from ptuning_core.store import RunStore
+    from ptuning_core.store.runs import RunStore
     SHARED.clear()
     return Service(store=RunStore(svc_root))
 
 
 def _spec(tpl, n_eval, **cfg):
-    from ptuning_core.experiment import RunSpec
+    from ptuning_core.engine.experiment import RunSpec
     info = D.dataset_info("sentiment")
     return RunSpec(template=tpl, train="sentiment:train", eval="sentiment:test",
                    verbalizer=info["verbalizer"], shots=16, max_eval=n_eval, device="cpu",
@@ -483,7 +483,7 @@ def main():
            platform.machine(), "cores": os.cpu_count(), "quick": a.quick,
            "cpu_bf16": cpu_has_bf16(), "cpu_model": cpu_model()}
     if not a.quick and not a.skip_load and a.model == "default":
-        from ptuning_core.backbone import _load_gguf, default_gguf_path
+        from ptuning_core.lm.backbone import _load_gguf, default_gguf_path
         t = time.perf_counter()
         _load_gguf(default_gguf_path())
         res["load_gguf_s"] = round(time.perf_counter() - t, 2)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
 from ptuning_core.stats import mean_std  # noqa: E402
-from ptuning_core.train import TrainConfig  # noqa: E402
+from ptuning_core.engine.train import TrainConfig  # noqa: E402
 
 
 def cli(args):

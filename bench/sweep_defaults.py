@@ -28,12 +28,12 @@ import torch  # noqa: E402
 
 from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
-from ptuning_core.evaluate import evaluate  # noqa: E402
-from ptuning_core.model import PromptModel  # noqa: E402
-from ptuning_core.registry import get_backbone  # noqa: E402
+from ptuning_core.engine.evaluate import evaluate  # noqa: E402
+from ptuning_core.lm.model import PromptModel  # noqa: E402
+from ptuning_core.lm.registry import get_backbone  # noqa: E402
 from ptuning_core.stats import mean_std  # noqa: E402
-from ptuning_core.train import TrainConfig, train  # noqa: E402
-from ptuning_core.verbalizer import Verbalizer  # noqa: E402
+from ptuning_core.engine.train import TrainConfig, train  # noqa: E402
+from ptuning_core.lm.verbalizer import Verbalizer  # noqa: E402
 
 POSITIONS = {
     "sentiment": {"after": "{sentence} [P*4] It was [MASK]",

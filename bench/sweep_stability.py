@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from ptuning_core import config as C  # noqa: E402
 from ptuning_core import data as D  # noqa: E402
-from ptuning_core.evaluate import evaluate  # noqa: E402
-from ptuning_core.model import PromptModel  # noqa: E402
-from ptuning_core.registry import get_backbone  # noqa: E402
+from ptuning_core.engine.evaluate import evaluate  # noqa: E402
+from ptuning_core.lm.model import PromptModel  # noqa: E402
+from ptuning_core.lm.registry import get_backbone  # noqa: E402
 from ptuning_core.stats import mean_std, pair_predictions  # noqa: E402
 from ptuning_core.template import to_continuous  # noqa: E402
-from ptuning_core.train import TrainConfig, train  # noqa: E402
-from ptuning_core.verbalizer import Verbalizer  # noqa: E402
+from ptuning_core.engine.train import TrainConfig, train  # noqa: E402
+from ptuning_core.lm.verbalizer import Verbalizer  # noqa: E402
 from bench_train import OLD_DEFAULT, cpu_model  # noqa: E402  (bench/ is the script's folder)
 
 # the manifest's P-tuning templates (causal) before issue 22, kept here to stay measurable

@@ -4,22 +4,22 @@ the one door into the core; pages import nothing else from ``ptuning_core`` (exc
 formatting helpers of ``stats``). tests/test_door.py checks it."""
 from __future__ import annotations
 
-from .backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
+from ptuning_core.lm.backbone import DEFAULT_LABEL, DEFAULT_MODEL, ModelLoadError
 from . import config as ranges  # the user-facing ranges and UI defaults (config.py)
-from .compare import VARIANTS
-from .config import SEEDS as DEFAULT_SEEDS
-from .data import DataError
-from .experiment import USER_ERRORS, RunSpec
-from .experiments import EXPERIMENTS, STORE_KIND as EXPERIMENT_KIND, Experiment, \
+from ptuning_core.engine.compare import VARIANTS
+from ptuning_core.config import SEEDS as DEFAULT_SEEDS
+from ptuning_core.data.bundled import DataError
+from ptuning_core.engine.experiment import USER_ERRORS, RunSpec
+from ptuning_core.engine.experiments import EXPERIMENTS, STORE_KIND as EXPERIMENT_KIND, Experiment, \
     ExperimentRequest, ExperimentResult
-from .experiments import get as get_experiment
-from .fewshot import DEFAULT_METHODS, METHODS, SweepSpec
-from .jobs import QueueFull
-from .learned import Evaluation, NoLearnedPrompt, Prediction
-from .live import JobView, QueueSnapshot
-from .portable import PromptFileError
-from .config import ConfigError, TrainConfig
-from .views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion,
+from ptuning_core.engine.experiments import get as get_experiment
+from ptuning_core.engine.fewshot import DEFAULT_METHODS, METHODS, SweepSpec
+from ptuning_core.executors.jobs import QueueFull
+from ptuning_core.engine.learned import Evaluation, NoLearnedPrompt, Prediction
+from ptuning_core.executors.live import JobView, QueueSnapshot
+from ptuning_core.engine.portable import PromptFileError
+from ptuning_core.config import ConfigError, TrainConfig
+from ptuning_core.app.views import (Accuracy, ChangedPrediction, ComparisonRow, ComparisonView, Confusion,
                     EmbeddingMap, EmbeddingsView, LabelTokens, LabelVector, Neighbour, PairTest,
                     PreviewRow, PseudoToken, RetestResult, RunDetail, RunSummary, StripToken,
                     StudioView, SweepCell, SweepPoint, SweepView, TagAccuracy, WordChoice)

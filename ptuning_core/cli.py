@@ -54,8 +54,8 @@ class _Progress:
 
 
 def _add_run_args(p):
-    from .config import ENCODERS
-    from .train import TrainConfig
+    from ptuning_core.config import ENCODERS
+    from ptuning_core.engine.train import TrainConfig
     d = TrainConfig()  # the one place that holds the defaults
     p.add_argument("--model", default="default",
                    help="'default' (embedded SmolLM2-135M-Instruct), a HF id, a folder or .gguf")
@@ -96,7 +96,7 @@ def _add_run_args(p):
 
 
 def _add_label_args(p, d) -> None:
-    from .config import LABEL_INITS, LABEL_TOKENS
+    from ptuning_core.config import LABEL_INITS, LABEL_TOKENS
     p.add_argument("--label-tokens", choices=list(LABEL_TOKENS), default=d.label_tokens,
                    help="words: score each class by its label words; learned: a trainable "
                         "vector per class, scored like a word")
@@ -106,16 +106,16 @@ def _add_label_args(p, d) -> None:
 
 
 def _add_precision_arg(p, default):
-    from .config import PRECISIONS
+    from ptuning_core.config import PRECISIONS
     p.add_argument("--precision", choices=list(PRECISIONS), default=default,
                    help="the frozen LM's forward: auto = bf16 on a GPU with bf16 or a CPU with "
                         "AVX-512 BF16/AMX, else fp32 (the prompt encoder always trains in fp32)")
 
 
 def _spec_from_args(a):
-    from .experiment import RunSpec
-    from .train import TrainConfig
-    from .verbalizer import Verbalizer
+    from ptuning_core.engine.experiment import RunSpec
+    from ptuning_core.engine.train import TrainConfig
+    from ptuning_core.lm.verbalizer import Verbalizer
     verb = Verbalizer.parse(a.verbalizer).to_dict() if a.verbalizer else None
     fields = None if a.text_fields in (None, "", "auto") else \
         [f.strip() for f in a.text_fields.split(",") if f.strip()]
@@ -143,16 +143,16 @@ def _ray_pool(a):
                             else "local")
     if backend == "local":
         return backend, None
-    from .raybackend import pool
+    from ptuning_core.executors.raybackend import pool
     return backend, pool()
 
 
 def cmd_run(a) -> int:
     import shutil
 
-    from .backbone import ModelLoadError
-    from .experiment import USER_ERRORS, prepare, submit_and_run
-    from .store import RunStore
+    from ptuning_core.lm.backbone import ModelLoadError
+    from ptuning_core.engine.experiment import USER_ERRORS, prepare, submit_and_run
+    from ptuning_core.store.runs import RunStore
     try:
         spec = _spec_from_args(a)
         prep = prepare(spec)
@@ -160,7 +160,7 @@ def cmd_run(a) -> int:
         return _err(str(e))
     for w in prep.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    from .raybackend import BackendUnavailable, WorkerLost
+    from ptuning_core.executors.raybackend import BackendUnavailable, WorkerLost
     try:
         backend, ray = _ray_pool(a)
     except BackendUnavailable as e:
@@ -170,7 +170,7 @@ def cmd_run(a) -> int:
         if ray is None:
             res = submit_and_run(spec, store, owner="cli", callback=_Progress(), prepared=prep)
         else:
-            from .raybackend import run_recorded
+            from ptuning_core.executors.raybackend import run_recorded
             rid = store.create(spec.name or spec.template[:60], spec.to_dict(), "cli")
             res = run_recorded(ray, spec, store, rid, prep, callback=_Progress())
     except WorkerLost as e:
@@ -204,7 +204,7 @@ def cmd_run(a) -> int:
 def _print_scores(res: dict) -> None:
     """The text form of a result: both prompts with their intervals, the paired verdict, the
     nearest tokens (runs) and accuracy per tag."""
-    from .stats import fmt_acc, result_verdict, seed_note
+    from ptuning_core.stats import fmt_acc, result_verdict, seed_note
     d, c = res["discrete"], res["continuous"]
     print(f"model {res['model']} ({res['kind']}, {res['device']})")
     print(f"discrete   {fmt_acc(d['accuracy'], d['ci95'])}  n={d['n']}  {d['template']}")
@@ -230,16 +230,16 @@ def _print_scores(res: dict) -> None:
 
 def _use_prompt(a):
     """(learned prompt, backbone) for ``eval`` / ``predict``: the prompt's own model."""
-    from .learned import load_prompt, model_name
-    from .registry import get_backbone
+    from ptuning_core.engine.learned import load_prompt, model_name
+    from ptuning_core.lm.registry import get_backbone
     lp = load_prompt(a.prompt)
     return lp, get_backbone(model_name(lp, a.model), a.device)
 
 
 def cmd_eval(a) -> int:
-    from .backbone import ModelLoadError
-    from .experiment import USER_ERRORS
-    from .learned import evaluate_prompt
+    from ptuning_core.lm.backbone import ModelLoadError
+    from ptuning_core.engine.experiment import USER_ERRORS
+    from ptuning_core.engine.learned import evaluate_prompt
     try:
         lp, bb = _use_prompt(a)
         ref, max_eval = a.eval, a.max_eval
@@ -268,10 +268,10 @@ def cmd_eval(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from .backbone import ModelLoadError
-    from .data import DataError
-    from .experiment import USER_ERRORS
-    from .learned import predict, prompt_model
+    from ptuning_core.lm.backbone import ModelLoadError
+    from ptuning_core.data.bundled import DataError
+    from ptuning_core.engine.experiment import USER_ERRORS
+    from ptuning_core.engine.learned import predict, prompt_model
     try:
         lp, bb = _use_prompt(a)
         fields = {}
@@ -299,7 +299,7 @@ def cmd_predict(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    from . import data as D
+    from ptuning_core.data import bundled as D
     m = D.manifest()
     if a.json:
         print(json.dumps(m))
@@ -312,7 +312,7 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_runs(a) -> int:
-    from .store import RunStore
+    from ptuning_core.store.runs import RunStore
     rows = RunStore().list()
     if a.json:
         print(json.dumps([{k: r[k] for k in ("id", "name", "status", "created")} for r in rows]))
@@ -325,8 +325,8 @@ def cmd_runs(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from .portable import PromptFileError, export_prompt
-    from .store import RunStore
+    from ptuning_core.engine.portable import PromptFileError, export_prompt
+    from ptuning_core.store.runs import RunStore
     try:
         path = export_prompt(RunStore(), a.run_id, a.file)
     except PromptFileError as e:
@@ -336,8 +336,8 @@ def cmd_export(a) -> int:
 
 
 def cmd_import(a) -> int:
-    from .portable import PromptFileError, import_prompt
-    from .store import RunStore
+    from ptuning_core.engine.portable import PromptFileError, import_prompt
+    from ptuning_core.store.runs import RunStore
     try:
         rid = import_prompt(RunStore(), a.file, model=a.model)
     except PromptFileError as e:
@@ -347,15 +347,15 @@ def cmd_import(a) -> int:
 
 
 def _int_list(text: str, what: str) -> list:
-    from . import config as C
+    from ptuning_core import config as C
     return C.parse_list("seed" if "seed" in what else "k", text)
 
 
 def cmd_fewshot(a) -> int:
-    from .backbone import ModelLoadError
-    from .experiment import USER_ERRORS
-    from .fewshot import SweepSpec, run_sweep, summarize, sweep_inputs
-    from .raybackend import BackendUnavailable
+    from ptuning_core.lm.backbone import ModelLoadError
+    from ptuning_core.engine.experiment import USER_ERRORS
+    from ptuning_core.engine.fewshot import SweepSpec, run_sweep, summarize, sweep_inputs
+    from ptuning_core.executors.raybackend import BackendUnavailable
 
     def show(e):
         if e.get("type") != "cell":
@@ -376,7 +376,7 @@ def cmd_fewshot(a) -> int:
         if ray is None:
             rows = run_sweep(spec, callback=show)
         else:
-            from .raybackend import run_sweep as ray_sweep
+            from ptuning_core.executors.raybackend import run_sweep as ray_sweep
             rows = ray_sweep(ray, spec, callback=show)
     except (ModelLoadError, BackendUnavailable, *USER_ERRORS) as e:
         return _err(str(e))
@@ -396,11 +396,11 @@ def cmd_fewshot(a) -> int:
 def cmd_experiment(a) -> int:
     """One of the method's claims (E1-E6) as an experiment: the cells, the table with
     intervals, and the sentence computed from the numbers; stored (kind 'experiment')."""
-    from . import experiments as X
-    from .backbone import ModelLoadError
-    from .experiment import USER_ERRORS
-    from .raybackend import BackendUnavailable
-    from .store import RunStore
+    from ptuning_core.engine import experiments as X
+    from ptuning_core.lm.backbone import ModelLoadError
+    from ptuning_core.engine.experiment import USER_ERRORS
+    from ptuning_core.executors.raybackend import BackendUnavailable
+    from ptuning_core.store.runs import RunStore
     if a.list:
         items = X.listing()
         if a.json:
@@ -446,7 +446,7 @@ def cmd_experiment(a) -> int:
                           "sentence": sentence, "backend": backend,
                           **({"workers": ray.size} if ray is not None else {})}))
         return 0
-    from .stats import fmt_acc
+    from ptuning_core.stats import fmt_acc
     for r in summary:
         extra = f"  steps to 90%: {r['steps_to_90']:g}" if r.get("steps_to_90") else ""
         print(f"k={r['k']:<4d} {r['arm']:26s} {fmt_acc(r['accuracy'], r['ci95'])}  n={r['n']}  "
@@ -457,7 +457,7 @@ def cmd_experiment(a) -> int:
 
 
 def cmd_warmup(a) -> int:
-    from .backbone import ModelLoadError, load_backbone
+    from ptuning_core.lm.backbone import ModelLoadError, load_backbone
     try:
         bb = load_backbone(a.model, a.device)
     except ModelLoadError as e:
@@ -468,9 +468,9 @@ def cmd_warmup(a) -> int:
 
 
 def main(argv=None) -> int:
-    from . import config as C
-    from .fewshot import DEFAULT_METHODS, METHODS
-    from .train import TrainConfig
+    from ptuning_core import config as C
+    from ptuning_core.engine.fewshot import DEFAULT_METHODS, METHODS
+    from ptuning_core.engine.train import TrainConfig
     p = argparse.ArgumentParser(prog="python -m ptuning_core",
                                 description="P-tuning Studio: continuous prompts for a frozen LM")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -572,8 +572,8 @@ NUMBER_FLAGS = {"seed": "seed", "steps": "steps", "lr": "lr", "batch_size": "bat
 
 def _check_numbers(a) -> str:
     """The numeric flags, checked against the ranges before anything loads: '' or one line."""
-    from . import config as C
-    from .train import ConfigError
+    from ptuning_core import config as C
+    from ptuning_core.engine.train import ConfigError
     for flag, name in NUMBER_FLAGS.items():
         v = getattr(a, flag, None)
         if v is None:

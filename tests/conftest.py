@@ -27,7 +27,7 @@ def _isolated_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def default_backbone():
-    from ptuning_core.registry import get_backbone
+    from ptuning_core.lm.registry import get_backbone
     import torch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return get_backbone("default", "cpu")
@@ -40,7 +40,7 @@ def tiny_app(monkeypatch):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from ptuning_core import registry
+    from ptuning_core.lm import registry
     from tiny import tiny_causal
     name = "tiny-app"
     monkeypatch.setenv("PTUNING_ALLOWED_MODELS", name)

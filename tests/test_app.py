@@ -83,8 +83,8 @@ def test_train_a_run_and_find_it_in_the_history(app):
 
 
 def test_stop_a_run(app):
-    from ptuning_core.experiment import RunSpec
-    from ptuning_core.train import TrainConfig
+    from ptuning_core.engine.experiment import RunSpec
+    from ptuning_core.engine.train import TrainConfig
     from ui.common import service
     app("app_pages/train.py")  # the page is up; the run is submitted through the same service
     svc = service()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from ptuning_core.experiment import RunSpec
-from ptuning_core.train import TrainConfig
+from ptuning_core.engine.experiment import RunSpec
+from ptuning_core.engine.train import TrainConfig
 
 CODE = "owl-lantern-42"
 TPL = "{sentence} [P*3] It was [MASK]"

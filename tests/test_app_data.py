@@ -29,7 +29,7 @@ def test_hf_dataset_typed_in_the_sidebar(tiny_app, tmp_path, monkeypatch):
             str(src / f"{split}.parquet"))
     datasets.load_dataset(str(src), split="train")  # now cached under 'shopreviews'
     svc, page = tiny_app
-    from ptuning_core.data import DataError
+    from ptuning_core.data.bundled import DataError
     with pytest.raises(DataError, match="hf:shopreviews:nosuch"):
         svc.data.open_hf_dataset("hf:shopreviews:nosuch", "hf:shopreviews:test", ["review"], "label")
     with pytest.raises(DataError, match="no column 'sentence'"):

@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from ptuning_core import experiments as X
-from ptuning_core.experiment import RunSpec
-from ptuning_core.train import ConfigError, TrainConfig
+from ptuning_core.engine import experiments as X
+from ptuning_core.engine.experiment import RunSpec
+from ptuning_core.engine.train import ConfigError, TrainConfig
 
 
 def wait_jobs(svc, timeout=180):

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from ptuning_core.experiment import RunSpec
-from ptuning_core.train import TrainConfig
+from ptuning_core.engine.experiment import RunSpec
+from ptuning_core.engine.train import TrainConfig
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_embeddings_refresh_finds_the_queued_retest(env):
     svc, page = env
     rid = finished_run(svc)
     gate = threading.Event()
-    blocker = svc._core.queue.get(svc.runs._submit("someone", "blocker", "task", lambda job: gate.wait(60)).id)
+    blocker = svc._core.queue.get(svc.runs.submit("someone", "blocker", "task", lambda job: gate.wait(60)).id)
     at = page("app_pages/embeddings.py")
     next(b for b in at.button if b.label == "Evaluate the discretized template").click().run()
     jid = at.session_state[f"retest-{rid}"]

@@ -3,7 +3,7 @@ widget exception; seeds checked in one place; the Train form's numbers are in th
 import pytest
 
 from ptuning_core import config as C
-from ptuning_core.train import ConfigError
+from ptuning_core.engine.train import ConfigError
 
 
 def test_ranges_parse_check_and_clamp():
@@ -89,7 +89,7 @@ def test_a_failed_job_shows_once_and_does_not_follow_the_identity(tiny_app, monk
     def boom(job):
         raise ValueError("Overflow when unpacking long long\nsecond line")
     from ptuning_core.api import EXPERIMENT_KIND
-    job = svc._core.queue.get(svc.runs._submit(who, "E1 test", EXPERIMENT_KIND, boom).id)
+    job = svc._core.queue.get(svc.runs.submit(who, "E1 test", EXPERIMENT_KIND, boom).id)
     job = svc._core.queue.wait(job.id, 30)
     assert job.status == "failed" and job.error == "ValueError: Overflow when unpacking long long"
     monkeypatch.setattr("ui.classroom.request_token", lambda: token)
@@ -224,7 +224,7 @@ def test_try_it_with_a_too_long_text_names_the_text_not_the_template(tiny_app):
 
 def test_a_small_upload_at_the_default_k_suggests_a_k_that_works():
     from ptuning_core.api import DataError
-    from ptuning_core.data import sample_k_shot
+    from ptuning_core.data.bundled import sample_k_shot
     rows = [{"sentence": f"s{i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]
     with pytest.raises(DataError, match=r"use k = 10 or less, or train on all examples"):
         sample_k_shot(rows, 16, 13, "label")
@@ -265,7 +265,7 @@ def test_the_board_shows_no_experiment_title_in_its_template_column(tiny_app):
 
 
 def test_compare_progress_line_shows_the_running_variant_s_numbers_only():
-    from ptuning_core.jobs import Job
+    from ptuning_core.executors.jobs import Job
     from ui.common import progress_line
     job = Job("j", "me", "cpu", "comparison", None, kind="compare")
     job.event({"type": "variant", "name": "P-tuning (lstm)", "index": 0, "total": 2})

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.experiment import RunSpec
-from ptuning_core.portable import FORMAT, PromptFileError, import_prompt
-from ptuning_core.data import DataError
+from ptuning_core.lm.backbone import ModelLoadError
+from ptuning_core.engine.experiment import RunSpec
+from ptuning_core.engine.portable import FORMAT, PromptFileError, import_prompt
+from ptuning_core.data.bundled import DataError
 from ptuning_core.stats import fmt_pct
-from ptuning_core.store import atomic_save
-from ptuning_core.train import TrainConfig
+from ptuning_core.store.runs import atomic_save
+from ptuning_core.engine.train import TrainConfig
 
 VERB = {"negative": ["terrible"], "positive": ["great"]}
 TEXT = "the movie was great"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ptuning_core.backbone import ModelLoadError, load_backbone, model_kind, resolve_device
+from ptuning_core.lm.backbone import ModelLoadError, load_backbone, model_kind, resolve_device
 
 
 @pytest.mark.real
@@ -72,7 +72,7 @@ def test_devices():
 
 HUB_PROBE = r"""
 import json, sys, time
-from ptuning_core.backbone import ModelLoadError, load_backbone
+from ptuning_core.lm.backbone import ModelLoadError, load_backbone
 t = time.monotonic()
 try:
     load_backbone("nobody/not-cached-anywhere", "cpu")

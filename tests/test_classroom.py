@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from ptuning_core import registry
+from ptuning_core.lm import registry
 from ptuning_core.access import PermissionDenied
-from ptuning_core.classroom import Classroom
-from ptuning_core.data import DataError
-from ptuning_core.experiment import USER_ERRORS, RunSpec
-from ptuning_core.identity import Identities
-from ptuning_core.profiles import ProfileStore
+from ptuning_core.store.classroom import Classroom
+from ptuning_core.data.bundled import DataError
+from ptuning_core.engine.experiment import USER_ERRORS, RunSpec
+from ptuning_core.store.identity import Identities
+from ptuning_core.store.profiles import ProfileStore
 from ptuning_core.service import Service, Settings
-from ptuning_core.store import RunStore
-from ptuning_core.train import TrainConfig
+from ptuning_core.store.runs import RunStore
+from ptuning_core.engine.train import TrainConfig
 from tiny import tiny_causal
 
 VERB = {"negative": ["terrible"], "positive": ["great"]}
@@ -243,7 +243,7 @@ def test_uploads_belong_to_their_owner_and_a_pinned_one_to_the_class(cls):
 
 
 def test_comparisons_and_sweeps_belong_to_whoever_started_them(cls):
-    from ptuning_core.fewshot import SweepSpec
+    from ptuning_core.engine.fewshot import SweepSpec
     svc, a, b, t = cls
     base = spec(steps=2)
     comp = svc._core.queue.get(svc.runs.compare(a, base, ["prompt tuning (none)"]).id)

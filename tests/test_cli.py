@@ -145,7 +145,9 @@ def test_cli_internal_bugs_are_not_reported_as_user_errors(tmp_path, monkeypatch
     """A bug inside a run (a plain ValueError or RuntimeError from the engine) must not come out
     as a one-line 'error:' with exit 2, while the user's own mistakes, before and during the
     run, still do."""
-    from ptuning_core import cli, experiment, registry
+    from ptuning_core import cli
+    from ptuning_core.engine import experiment
+    from ptuning_core.lm import registry
     from tiny import tiny_causal
     bb = tiny_causal()
     bb.name = "tiny-cli-bugs"

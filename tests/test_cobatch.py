@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptuning_core.cobatch import CoRun, can_cobatch, cobatched_losses, cobatched_step
-from ptuning_core.model import PromptModel
-from ptuning_core.verbalizer import Verbalizer
+from ptuning_core.lm.cobatch import CoRun, can_cobatch, cobatched_losses, cobatched_step
+from ptuning_core.lm.model import PromptModel
+from ptuning_core.lm.verbalizer import Verbalizer
 from tiny import tiny_causal
 
 V2 = Verbalizer.parse({"0": ["terrible"], "1": ["great"]})

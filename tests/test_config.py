@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ptuning_core import config as C
-from ptuning_core.fewshot import SweepSpec
-from ptuning_core.train import TrainConfig
+from ptuning_core.engine.fewshot import SweepSpec
+from ptuning_core.engine.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "app_pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py"))
@@ -33,10 +33,10 @@ def _calls(path: Path, name: str):
 
 def test_the_one_definition_holds_together():
     assert TrainConfig.__module__ == "ptuning_core.config"  # train.py re-exports it
-    from ptuning_core import train
+    from ptuning_core.engine import train
     assert train.TrainConfig is C.TrainConfig and train.LIMITS is C.LIMITS
     assert train.ConfigError is C.ConfigError
-    from ptuning_core.precision import PRECISIONS
+    from ptuning_core.lm.precision import PRECISIONS
     assert PRECISIONS is C.PRECISIONS
     from ptuning_core.api import DEFAULT_SEEDS
     assert DEFAULT_SEEDS == C.SEEDS
@@ -58,7 +58,7 @@ def test_config_imports_nothing_of_the_core():
 
 def test_an_upload_and_a_hugging_face_dataset_start_from_the_same_templates(tmp_path,
                                                                            monkeypatch):
-    from ptuning_core import uploads
+    from ptuning_core.data import uploads
     ctx = uploads.save(uploads.CLASS, b"text,label\ngood,pos\nbad,neg\nfine,pos\nawful,neg\n",
                        "f.csv", ["text"], "label")
     want = C.upload_templates(["text"])
@@ -66,7 +66,7 @@ def test_an_upload_and_a_hugging_face_dataset_start_from_the_same_templates(tmp_
         "causal": "{text} It was [MASK]", "masked": "{text} It was [MASK] ."}
     assert ctx["ptuning_templates"] == want["ptuning_templates"] == {
         "causal": "{text} [P*4] It was [MASK]", "masked": "{text} [P*4] It was [MASK] ."}
-    for f in ("uploads.py", "app/datasets.py"):  # the door's Hugging Face context uses it too
+    for f in ("data/uploads.py", "app/datasets.py"):  # the door's Hugging Face context uses it too
         src = (ROOT / "ptuning_core" / f).read_text(encoding="utf-8")
         assert "It was [MASK]" not in src and "upload_templates(" in src, f
 

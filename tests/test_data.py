@@ -2,7 +2,7 @@ import collections
 
 import pytest
 
-from ptuning_core import data as D
+from ptuning_core.data import bundled as D
 from ptuning_core.template import parse
 
 
@@ -52,7 +52,7 @@ def _texts(name, split):
 def test_splits_measure_something(name):
     """No test or dev split shares 5-word sequences with train for more than 10% of its
     examples, none has a near duplicate in train, none is imbalanced beyond 55/45."""
-    from ptuning_core.leakage import imbalance, near_duplicates, ngram_overlap
+    from ptuning_core.data.leakage import imbalance, near_duplicates, ngram_overlap
     train = _texts(name, "train")
     for split in ("dev", "test"):
         other = _texts(name, split)
@@ -66,7 +66,7 @@ def test_splits_measure_something(name):
 
 @pytest.mark.parametrize("name", CLASSIFICATION)
 def test_examples_vary_in_length_and_carry_difficulty_tags(name):
-    from ptuning_core.leakage import words
+    from ptuning_core.data.leakage import words
     info = D.dataset_info(name)
     rows = [r for s in info["files"] for r in D.load_ref(f"{name}:{s}").rows]
     lengths = [len(words(" ".join(r[f] for f in info["fields"]))) for r in rows]
@@ -78,7 +78,7 @@ def test_examples_vary_in_length_and_carry_difficulty_tags(name):
 
 def test_leakage_checks_catch_fragment_assembled_data():
     """The checker fails data built like the old sets: subjects x predicates."""
-    from ptuning_core.leakage import ngram_overlap, near_duplicates
+    from ptuning_core.data.leakage import ngram_overlap, near_duplicates
     subj = ["The film", "This movie", "The sequel", "The remake"]
     pred = ["was a chore to sit through from start to end", "kept me smiling from the first scene"]
     rows = [f"{s} {p}." for s in subj for p in pred]
@@ -151,7 +151,7 @@ def test_glue_style_tsv_with_lone_quotes():
 
 
 def test_bundled_reference_brings_its_label_and_text_fields():
-    from ptuning_core.experiment import RunSpec, prepare
+    from ptuning_core.engine.experiment import RunSpec, prepare
     spec = RunSpec(template="[P*2] The official language of {subject} is [MASK]",
                    train="facts-language:train", eval="facts-language:test")
     prep = prepare(spec)
@@ -168,7 +168,7 @@ def test_bundled_reference_brings_its_label_and_text_fields():
 @pytest.mark.real
 def test_every_facts_relation_evaluates_most_of_its_test_facts(default_backbone):
     """LAMA's rule (single-token objects) must not silently shrink a relation's test set."""
-    from ptuning_core.model import PromptModel
+    from ptuning_core.lm.model import PromptModel
     for name in [d for d in D.list_datasets() if d.startswith("facts-")]:
         info = D.dataset_info(name)
         rows = D.load_ref(f"{name}:test").rows

@@ -79,11 +79,11 @@ def test_each_facade_reads_in_one_sitting():
 
 def test_the_door_check_sees_every_form_of_import(tmp_path):
     p = tmp_path / "page.py"
-    p.write_text("import ptuning_core.model\nfrom ptuning_core import data as D\n"
+    p.write_text("import ptuning_core.lm.model\nfrom ptuning_core import data as D\n"
                  "def f():\n    from ptuning_core.template import parse\n"
                  "from ptuning_core.service import Service\n")
     assert sorted(m for _, m in core_imports(p)) == [
-        "ptuning_core.data", "ptuning_core.model", "ptuning_core.service",
+        "ptuning_core.data", "ptuning_core.lm.model", "ptuning_core.service",
         "ptuning_core.template"]
 
 
@@ -123,7 +123,7 @@ def private_crossings(files: list) -> list:
 
 def test_no_private_names_cross_modules_in_the_core():
     """The core's modules use each other's public names only."""
-    bad = private_crossings(sorted((ROOT / "ptuning_core").glob("*.py")))
+    bad = private_crossings(sorted((ROOT / "ptuning_core").rglob("*.py")))
     assert not bad, "\n".join(bad)
 
 
@@ -139,9 +139,11 @@ def test_the_private_name_check_sees_an_import_and_an_attribute(tmp_path):
 def test_the_model_delegates_batching_the_prefix_cache_and_the_targets(monkeypatch):
     """Batching, the prefix cache and the label->target mapping are their own modules: the
     PromptModel calls them (a spy on each sees the call) and defines no copy of them."""
-    import ptuning_core.model as M
-    from ptuning_core import batching, kvcache, targets
-    from ptuning_core.verbalizer import Verbalizer
+    import ptuning_core.lm.model as M
+    from ptuning_core.lm import batching
+    from ptuning_core.lm import kvcache
+    from ptuning_core.lm import targets
+    from ptuning_core.lm.verbalizer import Verbalizer
     from tiny import tiny_causal
     assert [n for n, o in vars(M).items() if isinstance(o, type) and
             o.__module__ == M.__name__] == ["PromptModel"]
@@ -283,9 +285,9 @@ def test_embeddings_map_and_a_queued_retest(svc):
 def test_a_retest_is_stored_and_survives_a_restart(svc, monkeypatch):
     """A re-test's result is a stored record (kind retest, owned by who asked): a new Service
     on the same store gives it back without computing it again."""
-    from ptuning_core import views
+    from ptuning_core.app import views
     from ptuning_core.service import Service
-    from ptuning_core.store import RunStore
+    from ptuning_core.store.runs import RunStore
     rid = finished_run(svc, steps=2)
     view = svc.inspect.retest("bob", rid)
     job = svc._core.queue.wait(view.id, 120)
@@ -311,7 +313,9 @@ def test_one_train_click_parses_its_template_once_and_loads_no_model(svc, monkey
     request: a model not loaded yet is loaded by the job (here: it fails there, one line)."""
     import sys
 
-    from ptuning_core import registry, template
+    from ptuning_core.lm import registry
+
+    from ptuning_core import template
     from ptuning_core.api import ModelLoadError
     real, parsed, loads = template.parse, [], []
 

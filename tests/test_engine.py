@@ -2,11 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptuning_core.encoding import compile_layout, token_strip
-from ptuning_core.evaluate import evaluate
-from ptuning_core.model import PromptModel
-from ptuning_core.train import ConfigError, TrainConfig, train
-from ptuning_core.verbalizer import Verbalizer, VerbalizerError
+from ptuning_core.lm.encoding import compile_layout, token_strip
+from ptuning_core.engine.evaluate import evaluate
+from ptuning_core.lm.model import PromptModel
+from ptuning_core.engine.train import ConfigError, TrainConfig, train
+from ptuning_core.lm.verbalizer import Verbalizer, VerbalizerError
 from tiny import tiny_causal, tiny_masked
 
 V2 = Verbalizer.parse({"0": ["terrible"], "1": ["great"]})
@@ -388,9 +388,9 @@ def test_truncation_keeps_template_and_label_slot(causal):
 
 
 def test_resume_continues_from_stored_encoder_weights(tmp_path):
-    from ptuning_core import registry
-    from ptuning_core.experiment import RunSpec, run_experiment
-    from ptuning_core.store import RunStore
+    from ptuning_core.lm import registry
+    from ptuning_core.engine.experiment import RunSpec, run_experiment
+    from ptuning_core.store.runs import RunStore
     bb = tiny_causal()
     bb.name = "tiny-resume"
     registry.put(bb)

@@ -4,11 +4,13 @@ import json
 
 import pytest
 
-from ptuning_core import cli, registry
-from ptuning_core import experiments as X
+from ptuning_core import cli
+
+from ptuning_core.lm import registry
+from ptuning_core.engine import experiments as X
 from ptuning_core.stats import fmt_acc, wilson
-from ptuning_core.store import RunStore
-from ptuning_core.train import ConfigError
+from ptuning_core.store.runs import RunStore
+from ptuning_core.engine.train import ConfigError
 from tiny import tiny_causal
 
 N = 100

@@ -3,15 +3,15 @@ and a P-tuning run in the same process afterwards sees the very same frozen back
 import pytest
 import torch
 
-from ptuning_core import registry
-from ptuning_core.compare import run_comparison
-from ptuning_core.experiment import RunSpec, run_experiment
-from ptuning_core.fewshot import SweepSpec, run_sweep
-from ptuning_core.finetune import attention_targets, finetune
-from ptuning_core.store import RunStore
+from ptuning_core.lm import registry
+from ptuning_core.engine.compare import run_comparison
+from ptuning_core.engine.experiment import RunSpec, run_experiment
+from ptuning_core.engine.fewshot import SweepSpec, run_sweep
+from ptuning_core.engine.finetune import attention_targets, finetune
+from ptuning_core.store.runs import RunStore
 from ptuning_core.template import to_discrete
-from ptuning_core.train import TrainConfig
-from ptuning_core.verbalizer import Verbalizer
+from ptuning_core.engine.train import TrainConfig
+from ptuning_core.lm.verbalizer import Verbalizer
 from tiny import tiny_causal, tiny_masked
 
 VERB = {"negative": ["terrible"], "positive": ["great"]}

@@ -74,7 +74,7 @@ def test_local_folder_and_save_to_disk(tmp_path):
 def test_run_prepares_with_column_mapping(hf_cache):
     """A run reads {sentence} from the dataset's 'text' column; labels outside the verbalizer
     are refused before anything runs."""
-    from ptuning_core.experiment import RunSpec, prepare
+    from ptuning_core.engine.experiment import RunSpec, prepare
     spec = RunSpec(template="{sentence} [P*2] It was [MASK]", train="hf:toyreviews:train",
                    eval="hf:toyreviews:validation",
                    verbalizer={"negative": ["bad"], "positive": ["good"]},

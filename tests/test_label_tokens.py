@@ -5,15 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptuning_core import cli, registry
-from ptuning_core.experiment import RunSpec, prepare, submit_and_run
-from ptuning_core.label_tokens import FILE, head_features, output_projection
-from ptuning_core.learned import load_prompt, predict, prompt_model
-from ptuning_core.model import PromptModel, masked_lm_head
-from ptuning_core.portable import export_prompt, import_prompt
-from ptuning_core.store import RunStore
-from ptuning_core.train import ConfigError, TrainConfig
-from ptuning_core.verbalizer import Verbalizer
+from ptuning_core import cli
+
+from ptuning_core.lm import registry
+from ptuning_core.engine.experiment import RunSpec, prepare, submit_and_run
+from ptuning_core.lm.label_tokens import FILE, head_features, output_projection
+from ptuning_core.engine.learned import load_prompt, predict, prompt_model
+from ptuning_core.lm.model import PromptModel, masked_lm_head
+from ptuning_core.engine.portable import export_prompt, import_prompt
+from ptuning_core.store.runs import RunStore
+from ptuning_core.engine.train import ConfigError, TrainConfig
+from ptuning_core.lm.verbalizer import Verbalizer
 from tiny import tiny_causal, tiny_masked
 
 VERB = {"negative": ["terrible"], "positive": ["great"]}

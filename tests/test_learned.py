@@ -5,12 +5,14 @@ import json
 import pytest
 import torch
 
-from ptuning_core import cli, registry
-from ptuning_core.experiment import RunSpec, submit_and_run
-from ptuning_core.learned import load_prompt, predict, prompt_model
-from ptuning_core.portable import FORMAT, export_prompt, import_prompt
-from ptuning_core.store import RunStore, atomic_save
-from ptuning_core.train import TrainConfig
+from ptuning_core import cli
+
+from ptuning_core.lm import registry
+from ptuning_core.engine.experiment import RunSpec, submit_and_run
+from ptuning_core.engine.learned import load_prompt, predict, prompt_model
+from ptuning_core.engine.portable import FORMAT, export_prompt, import_prompt
+from ptuning_core.store.runs import RunStore, atomic_save
+from ptuning_core.engine.train import TrainConfig
 from tiny import tiny_causal, tiny_masked
 
 VERB = {"negative": ["terrible"], "positive": ["great"]}

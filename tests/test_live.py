@@ -1,4 +1,4 @@
-"""The queue's estimates and the shared snapshot pages poll (ptuning_core/live.py, Service.live):
+"""The queue's estimates and the shared snapshot pages poll (ptuning_core/executors/live.py, Service.live):
 the ETA arithmetic with values that could go wrong, measured step times from finished runs, the
 snapshot's versioning, and a waiting run's position and estimated start on the Train page."""
 import dataclasses
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ptuning_core.live import StepTimes, Work, remaining_seconds, run_path, start_times
+from ptuning_core.executors.live import StepTimes, Work, remaining_seconds, run_path, start_times
 from ptuning_core.template import parse
 
 

@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from ptuning_core import precision as P
-from ptuning_core.evaluate import evaluate
-from ptuning_core.experiment import RunSpec
-from ptuning_core.learned import run_precision
-from ptuning_core.model import PromptModel
-from ptuning_core.train import ConfigError, TrainConfig, train
-from ptuning_core.verbalizer import Verbalizer
+from ptuning_core.lm import precision as P
+from ptuning_core.engine.evaluate import evaluate
+from ptuning_core.engine.experiment import RunSpec
+from ptuning_core.engine.learned import run_precision
+from ptuning_core.lm.model import PromptModel
+from ptuning_core.engine.train import ConfigError, TrainConfig, train
+from ptuning_core.lm.verbalizer import Verbalizer
 from tiny import tiny_causal, tiny_masked
 
 V2 = Verbalizer.parse({"0": ["terrible"], "1": ["great"]})

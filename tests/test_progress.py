@@ -1,11 +1,11 @@
 """Every phase of a run reports what it is doing and how far it is (no silent minute)."""
-from ptuning_core.experiment import RunSpec, run_experiment
-from ptuning_core.train import TrainConfig
+from ptuning_core.engine.experiment import RunSpec, run_experiment
+from ptuning_core.engine.train import TrainConfig
 from ui.common import progress_line
 
 
 def test_run_reports_progress_in_every_phase(monkeypatch):
-    from ptuning_core import registry
+    from ptuning_core.lm import registry
     from tiny import tiny_causal
     bb = tiny_causal()
     bb.name = "tiny-progress"

@@ -1,4 +1,4 @@
-"""The Ray job backend (ptuning_core/raybackend.py) on a local Ray instance with 2 CPUs (two
+"""The Ray job backend (ptuning_core/executors/raybackend.py) on a local Ray instance with 2 CPUs (two
 actors), on a tiny random model saved to a folder so that the actors load the same backbone
 the local backend does. Without PTUNING_RAY_ADDRESS nothing imports Ray, and an address that
 cannot be reached gives one line, never a hang and never the local backend instead."""
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ptuning_core.experiment import RunSpec, run_experiment
-from ptuning_core.fewshot import SweepSpec, run_sweep, summarize
+from ptuning_core.engine.experiment import RunSpec, run_experiment
+from ptuning_core.engine.fewshot import SweepSpec, run_sweep, summarize
 from ptuning_core.service import Service, Settings
-from ptuning_core.store import RunStore
-from ptuning_core.train import TrainConfig
+from ptuning_core.store.runs import RunStore
+from ptuning_core.engine.train import TrainConfig
 from tiny import tiny_causal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pool(tiny_dir):
     """One local Ray instance (2 CPUs, no dashboard) and its pool of two actors per module."""
-    from ptuning_core import raybackend
+    from ptuning_core.executors import raybackend
     old = {k: os.environ.get(k) for k in ("PTUNING_RAY_NUM_CPUS", "PTUNING_RAY_WORKERS")}
     os.environ["PTUNING_RAY_NUM_CPUS"] = "2"
     os.environ.pop("PTUNING_RAY_WORKERS", None)
@@ -96,7 +96,7 @@ def free_port() -> int:
 @needs_ray
 @pytest.mark.ray
 def test_sweep_across_two_actors_equals_the_local_backend(pool, tiny_dir):
-    from ptuning_core import raybackend
+    from ptuning_core.executors import raybackend
     spec = SweepSpec(dataset="sentiment", model=tiny_dir, ks=[2, 4], seeds=[13, 21],
                      methods=["discrete", "ptuning", "linear-probe"], steps=3, max_eval=8,
                      device="cpu")
@@ -116,7 +116,7 @@ def test_sweep_across_two_actors_equals_the_local_backend(pool, tiny_dir):
 @pytest.mark.ray
 @pytest.mark.parametrize("name", ["E1", "E5"])  # runs-based and sweep-based experiments
 def test_an_experiment_on_two_actors_equals_the_local_backend(pool, tiny_dir, name):
-    from ptuning_core import experiments as X
+    from ptuning_core.engine import experiments as X
     p = X.plan(X.ExperimentRequest(name, model=tiny_dir, device="cpu", seeds=[1, 2], ks=[2],
                                    steps=2, max_eval=8))
     events = []
@@ -133,7 +133,7 @@ def test_an_experiment_on_two_actors_equals_the_local_backend(pool, tiny_dir, na
 @needs_ray
 @pytest.mark.ray
 def test_run_streams_its_events_and_the_driver_stores_it(pool, tiny_dir, tmp_path):
-    from ptuning_core import raybackend
+    from ptuning_core.executors import raybackend
     store = RunStore(tmp_path / "runs")
     spec = run_spec(tiny_dir, steps=6)
     rid = store.create("on ray", spec.to_dict(), A)
@@ -165,7 +165,7 @@ def test_service_queues_runs_on_ray_and_a_user_error_stays_one_line(ray_service,
     assert run["status"] == "finished" and run["owner"] == A
     assert len(svc._core.store.steps(job.run_id)) == 3
     # an error raised on the worker comes back as itself (a user error), and the run is failed
-    from ptuning_core import raybackend
+    from ptuning_core.executors import raybackend
     bad = run_spec(tiny_dir, steps=2)
     bad.train_cfg.encoder = "nope"
     rid = svc._core.store.create("bad", bad.to_dict(), A)
@@ -182,7 +182,9 @@ def test_experiments_evaluations_and_retests_run_on_the_pool(ray_service, tiny_d
     """On a server with a pool, an experiment, an evaluation and a re-test run on its workers:
     with the functions that would do that work in this (the web) process made to fail, all
     three finish; the re-test is stored and a new Service on the same store has it."""
-    from ptuning_core import experiment, learned, views
+    from ptuning_core.engine import experiment
+    from ptuning_core.engine import learned
+    from ptuning_core.app import views
     from ptuning_core.api import ExperimentRequest
     svc = ray_service
     job = svc._core.queue.wait(svc.runs.train(A, run_spec(tiny_dir, steps=3)).id, 120)
@@ -222,7 +224,7 @@ def test_experiments_evaluations_and_retests_run_on_the_pool(ray_service, tiny_d
 @needs_ray
 @pytest.mark.ray
 def test_comparisons_and_lists_of_runs_go_through_the_pool(ray_service, tiny_dir):
-    from ptuning_core import raybackend
+    from ptuning_core.executors import raybackend
     svc = ray_service
     comp = svc._core.queue.get(svc.runs.compare(A, run_spec(tiny_dir, steps=2), ["P-tuning (lstm)",
                                                                   "prompt tuning (none)"]).id)
@@ -308,7 +310,7 @@ def test_a_killed_actor_fails_its_run_and_the_others_go_on(ray_service, tiny_dir
 @pytest.mark.ray
 def test_a_sweep_cell_whose_actor_dies_runs_again_elsewhere(pool, tiny_dir):
     import ray
-    from ptuning_core import raybackend
+    from ptuning_core.executors import raybackend
     spec = SweepSpec(dataset="sentiment", model=tiny_dir, ks=[2], seeds=[13],
                      methods=["ptuning", "prompt-tuning"], steps=20000, max_eval=6,
                      device="cpu")
@@ -330,7 +332,7 @@ def test_a_sweep_cell_whose_actor_dies_runs_again_elsewhere(pool, tiny_dir):
 
 
 def test_workers_are_handed_out_round_robin_over_sessions():
-    from ptuning_core.raybackend import FairSlots
+    from ptuning_core.executors.raybackend import FairSlots
     slots = FairSlots(1)
     assert slots.acquire(A) == 0  # A's first cell holds the only worker
     got = []
@@ -422,7 +424,7 @@ def test_an_unreachable_ray_address_is_one_line_and_exit_2(tiny_dir, tmp_path):
 @needs_ray
 def test_an_unreachable_ray_address_refuses_runs_and_the_app_says_why(tiny_dir, tmp_path,
                                                                      monkeypatch):
-    from ptuning_core.jobs import QueueFull
+    from ptuning_core.executors.jobs import QueueFull
     monkeypatch.setenv("PTUNING_RAY_ADDRESS", f"127.0.0.1:{free_port()}")
     svc = Service(Settings(allow_local_paths=True), RunStore(tmp_path / "runs"))
     assert svc._core.executor.pool is None and "cannot reach the Ray cluster" in svc.info().backend_error

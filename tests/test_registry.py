@@ -1,7 +1,7 @@
 import pytest
 
-from ptuning_core import registry
-from ptuning_core.registry import get_backbone
+from ptuning_core.lm import registry
+from ptuning_core.lm.registry import get_backbone
 from tiny import tiny_causal, tiny_masked
 
 

@@ -3,14 +3,16 @@ text through the frozen LM once per process, and where a run's time goes."""
 import pytest
 import torch
 
-from ptuning_core import evalcache, profiling
-from ptuning_core.evaluate import evaluate, predict_scores
-from ptuning_core.experiment import RunSpec, run_experiment
-from ptuning_core.kvcache import SHARED
-from ptuning_core.model import PromptModel
-from ptuning_core.store import RunStore
-from ptuning_core.train import TrainConfig
-from ptuning_core.verbalizer import Verbalizer
+from ptuning_core.store import evalcache
+
+from ptuning_core import profiling
+from ptuning_core.engine.evaluate import evaluate, predict_scores
+from ptuning_core.engine.experiment import RunSpec, run_experiment
+from ptuning_core.lm.kvcache import SHARED
+from ptuning_core.lm.model import PromptModel
+from ptuning_core.store.runs import RunStore
+from ptuning_core.engine.train import TrainConfig
+from ptuning_core.lm.verbalizer import Verbalizer
 from tiny import tiny_causal, tiny_masked
 
 V2 = Verbalizer.parse({"0": ["terrible"], "1": ["great"]})
@@ -109,7 +111,8 @@ def test_eval_cache_is_bounded(tmp_path):
 
 def test_a_second_run_of_the_same_setting_skips_the_discrete_evaluation(tmp_path, monkeypatch):
     bb = tiny_causal("llama")
-    from ptuning_core import experiment, data as D
+    from ptuning_core.engine import experiment
+    from ptuning_core.data import bundled as D
     monkeypatch.setattr(experiment, "get_backbone", lambda *a, **k: bb)
     f = tmp_path / "d.jsonl"
     import json

@@ -6,8 +6,8 @@ import textwrap
 import pytest
 import torch
 
-from ptuning_core.portable import PromptFileError, export_prompt, import_prompt, read_prompt_file
-from ptuning_core.store import RunStore, StoreError
+from ptuning_core.engine.portable import PromptFileError, export_prompt, import_prompt, read_prompt_file
+from ptuning_core.store.runs import RunStore, StoreError
 
 
 def test_run_lifecycle(tmp_path):
@@ -37,7 +37,7 @@ def test_run_lifecycle(tmp_path):
 def test_run_of_a_killed_process_shows_as_interrupted(tmp_path):
     code = textwrap.dedent(f"""
         import os, signal
-        from ptuning_core.store import RunStore
+        from ptuning_core.store.runs import RunStore
         s = RunStore({str(tmp_path)!r})
         rid = s.create("doomed", {{}}, status="running")
         s.log_steps(rid, [(1, 0.7, None), (2, 0.6, None)])

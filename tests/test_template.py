@@ -117,7 +117,7 @@ def test_never_evaluates_code(tmp_path, monkeypatch):
 
 
 def test_word_like_filter_drops_fragments_numbers_and_special_tokens():
-    from ptuning_core.projections import is_word
+    from ptuning_core.lm.projections import is_word
     for w in (" great", " Sports", " don't", " well-made", " It"):
         assert is_word(w), w
     for w in ("ing", "##ly", " 42", "<|im_end|>", " .", "", " a1", " x", "great"):

@@ -7,7 +7,7 @@ from transformers import (BertConfig, BertForMaskedLM, DistilBertConfig, DistilB
                           GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
                           PreTrainedTokenizerFast)
 
-from ptuning_core.backbone import Backbone
+from ptuning_core.lm.backbone import Backbone
 
 WORDS = ("the a an movie film story was is it this that great terrible good bad fine awful nice "
          "not very really i loved hated boring fun plot acting . , ! ? yes no capital of france "

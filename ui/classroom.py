@@ -1,6 +1,6 @@
 """This browser's identity and what the server keeps for it (the rules are in the service).
 
-Identity: a signed token (``<id>.<HMAC>``, ptuning_core/identity.py) in the cookie
+Identity: a signed token (``<id>.<HMAC>``, ptuning_core/store/identity.py) in the cookie
 ``ptuning_studio_id``. Streamlit shows a session the cookies of the request that opened it
 (``st.context.cookies``, read-only); the cookie is written by a two-line script in ``st.html``
 (Streamlit's own element, not iframed) the first time a browser comes, so every later tab and

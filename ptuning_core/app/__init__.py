@@ -2,7 +2,7 @@
 façades, each a room of its own:
 
 - ``svc.runs``: what queues work (train, compare, sweep, experiment, evaluate) and the jobs as
-  pages see them (frozen ``JobView``s); one ``_submit`` checks the limits and dispatches through
+  pages see them (frozen ``JobView``s); one ``submit`` checks the limits and dispatches through
   the executor (this process, or the Ray pool) — ``app/runs.py``;
 - ``svc.library``: stored runs, comparisons, sweeps, experiments, evaluations, learned prompts
   (try, export, import), rename/share/delete, the class board — ``app/library.py``;
@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..backbone import DEFAULT_MODEL
-from ..classroom import Classroom
-from ..store import RunStore
+from ptuning_core.lm.backbone import DEFAULT_MODEL
+from ptuning_core.store.classroom import Classroom
+from ptuning_core.store.runs import RunStore
 from .classroom import ClassroomDoor
 from .core import Core
 from .datasets import Data
@@ -78,7 +78,7 @@ class Service:
 
     def backbone(self, model: Optional[str] = None):
         """The shared frozen model, if this server allows it (ModelLoadError otherwise)."""
-        from ..registry import get_backbone
+        from ptuning_core.lm.registry import get_backbone
         return get_backbone(self.check_model(model or DEFAULT_MODEL), "auto")
 
     def close(self) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from .. import uploads
-from ..access import PermissionDenied, may_manage
-from ..backbone import ModelLoadError
-from ..lru import LRU
+from ptuning_core.data import uploads
+from ptuning_core.access import PermissionDenied, may_manage
+from ptuning_core.lm.backbone import ModelLoadError
+from ptuning_core.lru import LRU
 
 
 class ClassroomDoor:
@@ -90,11 +90,11 @@ class ClassroomDoor:
     def pin_class(self, who: str, template: str, ctx: dict) -> dict:
         """Pin a template and the data context it is for; students' Studio opens on them. An
         uploaded dataset is copied to the class folder so every student can read it."""
-        from ..template import parse
+        from ptuning_core.template import parse
         if not self._core.is_teacher(who):
             raise PermissionDenied("only the teacher can pin the class template")
         parse(template, fields=ctx["fields"])  # a TemplateError says what is wrong
-        from ..hfdata import is_hf_ref
+        from ptuning_core.data.hfdata import is_hf_ref
         name = ctx["name"]
         for prefix in ("class:", "upload:"):
             name = name[len(prefix):] if name.startswith(prefix) else name
@@ -154,7 +154,7 @@ class ClassroomDoor:
         """What ``who``'s pages open on in a new tab or after a refresh: the values
         ``keep_working_state`` kept, with ``upload`` / ``hfdata`` as data contexts again, and
         ``problems``: one line for each thing that could not be brought back."""
-        from ..experiment import USER_ERRORS
+        from ptuning_core.engine.experiment import USER_ERRORS
         kept = self._core.classroom.state(who)
         out = {k: kept[k] for k in ("template", "template_input", "dataset", "pin_seen")
                if k in kept}

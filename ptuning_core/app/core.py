@@ -8,11 +8,11 @@ import os
 import threading
 from typing import Optional
 
-from .. import evalcache
-from ..access import require_manage
-from ..classroom import Classroom
-from ..jobs import JobQueue
-from ..store import RunStore, StoreError
+from ptuning_core.store import evalcache
+from ptuning_core.access import require_manage
+from ptuning_core.store.classroom import Classroom
+from ptuning_core.executors.jobs import JobQueue
+from ptuning_core.store.runs import RunStore, StoreError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Executor:
     def start(self, queue: JobQueue) -> None:
         if not os.environ.get("PTUNING_RAY_ADDRESS", "").strip():
             return
-        from .. import raybackend
+        from ptuning_core.executors import raybackend
         try:
             self.pool = raybackend.pool()
         except raybackend.BackendUnavailable as e:
@@ -48,14 +48,14 @@ class Executor:
     def check(self) -> None:
         """Refuse work when a configured pool cannot take it (never run it here instead)."""
         if self.error is not None:
-            from ..raybackend import BackendUnavailable
+            from ptuning_core.executors.raybackend import BackendUnavailable
             raise BackendUnavailable(self.error)
 
     def device(self, local: str) -> str:
         """The queue's device of a job: the pool's when there is one."""
         if self.pool is None:
             return local
-        from ..raybackend import DEVICE
+        from ptuning_core.executors.raybackend import DEVICE
         return DEVICE
 
     def describe(self) -> Optional[str]:
@@ -63,10 +63,10 @@ class Executor:
 
     def train(self, who: str):
         """run_recorded(spec, store, rid, callback=, stop=, prepared=) on this executor."""
-        from ..experiment import prepare, run_recorded
+        from ptuning_core.engine.experiment import prepare, run_recorded
         if self.pool is None:
             return run_recorded
-        from .. import raybackend
+        from ptuning_core.executors import raybackend
         pool = self.pool
 
         def run(spec, store, rid, callback=None, stop=None, prepared=None):
@@ -76,29 +76,29 @@ class Executor:
 
     def sweep(self, spec, callback, stop, who: str) -> list:
         if self.pool is None:
-            from ..fewshot import run_sweep
+            from ptuning_core.engine.fewshot import run_sweep
             return run_sweep(spec, callback=callback, stop=stop)
-        from .. import raybackend
+        from ptuning_core.executors import raybackend
         return raybackend.run_sweep(self.pool, spec, callback, stop, who)
 
     def experiment(self, plan, callback, stop) -> dict:
-        from .. import experiments as X
+        from ptuning_core.engine import experiments as X
         return X.run(plan, callback=callback, stop=stop, pool=self.pool)
 
     def evaluate(self, lp, bb, ref, store, rid, max_eval, callback, who: str):
         """A learned prompt evaluated on ``ref``, stored as record ``rid``."""
-        from ..learned import evaluate_recorded
+        from ptuning_core.engine.learned import evaluate_recorded
         if self.pool is None:
             return evaluate_recorded(lp, bb, ref, store, rid, max_eval, callback=callback)
-        from .. import raybackend
+        from ptuning_core.executors import raybackend
         return raybackend.run_evaluation(self.pool, lp, ref, store, rid, max_eval, callback,
                                          who)
 
     def retest(self, store, run_id, bb, callback, who: str):
-        from ..views import retest
+        from ptuning_core.app.views import retest
         if self.pool is None:
             return retest(store, run_id, bb, callback=callback)
-        from .. import raybackend
+        from ptuning_core.executors import raybackend
         return raybackend.run_retest(self.pool, store, run_id, callback, who)
 
 

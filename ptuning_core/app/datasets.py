@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .. import uploads
-from ..access import PermissionDenied
+from ptuning_core.data import uploads
+from ptuning_core.access import PermissionDenied
 
 
 class Data:
@@ -16,8 +16,8 @@ class Data:
     def check_ref(self, ref: str, who: Optional[str] = None) -> str:
         """Server mode: data comes from bundled sets or files this server wrote (uploads). With
         ``who``, an upload must be theirs or the class's (the teacher may read any)."""
-        from .. import data as D
-        from .. import hfdata
+        from ptuning_core.data import bundled as D
+        from ptuning_core.data import hfdata
         if hfdata.is_hf_ref(ref):
             if hfdata.parse_ref(ref).local and not self._core.settings.allow_local_paths:
                 raise D.DataError("this server does not read local folders (hf:./...); use a "
@@ -43,9 +43,9 @@ class Data:
         with (same shape as an upload's). One-line DataError on anything wrong."""
         import re
 
-        from .. import config as C
-        from .. import data as D
-        from .. import hfdata
+        from ptuning_core import config as C
+        from ptuning_core.data import bundled as D
+        from ptuning_core.data import hfdata
         for ref in (train_ref, eval_ref):
             if not hfdata.is_hf_ref(ref or ""):
                 raise D.DataError(f"'{ref}' is not of the form hf:NAME[/CONFIG]:SPLIT")
@@ -75,24 +75,24 @@ class Data:
 
     def datasets(self, label_space: Optional[str] = None) -> list:
         """The bundled datasets' names (only those of one ``label_space``: classes | vocab)."""
-        from .. import data as D
+        from ptuning_core.data import bundled as D
         names = D.list_datasets()
         return [n for n in names if label_space is None or
                 D.dataset_info(n)["label_space"] == label_space]
 
     def dataset_info(self, name: str) -> dict:
         """A bundled dataset's manifest entry (DataError when there is none)."""
-        from .. import data as D
+        from ptuning_core.data import bundled as D
         return D.dataset_info(name)
 
     def dataset_rows(self, name: str, split: str) -> list:
         """The rows of a bundled dataset's split."""
-        from .. import data as D
+        from ptuning_core.data import bundled as D
         return D.load_ref(self.check_ref(f"{name}:{split}")).rows
 
     def upload_columns(self, raw: bytes, filename: str) -> list:
         """The columns of a file about to be uploaded (DataError when it cannot be read)."""
-        from .. import data as D
+        from ptuning_core.data import bundled as D
         if len(raw) > self._core.settings.max_upload_mb * 2 ** 20:
             raise D.DataError(f"the file is larger than this server's limit "
                               f"({self._core.settings.max_upload_mb} MB)")
@@ -101,7 +101,7 @@ class Data:
     def save_upload(self, who: str, raw: bytes, filename: str, text_fields: list,
                     label_field: str) -> dict:
         """Validate and keep an uploaded file in ``who``'s folder; its data context."""
-        from .. import data as D
+        from ptuning_core.data import bundled as D
         if len(raw) > self._core.settings.max_upload_mb * 2 ** 20:
             raise D.DataError(f"the file is larger than this server's limit "
                               f"({self._core.settings.max_upload_mb} MB)")

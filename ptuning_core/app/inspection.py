@@ -7,16 +7,16 @@ import json
 from dataclasses import asdict
 from typing import Optional
 
-from ..backbone import DEFAULT_MODEL
-from ..live import JobView
-from ..lru import LRU
-from ..train import ConfigError
+from ptuning_core.lm.backbone import DEFAULT_MODEL
+from ptuning_core.executors.live import JobView
+from ptuning_core.lru import LRU
+from ptuning_core.engine.train import ConfigError
 
 RETEST_KIND = "retest"
 
 
 def _retest_from(record: Optional[dict]):
-    from ..views import RetestResult
+    from ptuning_core.app.views import RetestResult
     if not record or record.get("status") != "finished" or not record.get("result"):
         return None
     r = dict(record["result"])
@@ -44,7 +44,7 @@ class Inspect:
                verbalizer_spec: Optional[dict], example_row: dict):
         """Template Studio for one template: a ``StudioView`` (a bad template comes back as its
         one-line error and position, never raised). Remembered per input (LRU)."""
-        from ..views import studio_view
+        from ptuning_core.app.views import studio_view
         model = self._core.settings.check_model(model)
         key = json.dumps([model, template_src, fields, verbalizer_spec, example_row],
                          sort_keys=True, default=str)
@@ -59,10 +59,10 @@ class Inspect:
                 label_field: str, rows: list) -> tuple:
         """Zero-shot predictions (``PreviewRow``) of a discrete template on a few rows,
         remembered per template (LRU)."""
-        from ..evaluate import evaluate
-        from ..model import PromptModel
-        from ..verbalizer import Verbalizer
-        from ..views import preview_rows
+        from ptuning_core.engine.evaluate import evaluate
+        from ptuning_core.lm.model import PromptModel
+        from ptuning_core.lm.verbalizer import Verbalizer
+        from ptuning_core.app.views import preview_rows
         model = self._core.settings.check_model(model)
         key = json.dumps([model, template, verbalizer, fields, label_field, rows],
                          sort_keys=True, default=str)
@@ -78,7 +78,7 @@ class Inspect:
 
     # ---- what a run learned -------------------------------------------------------------------
     def _run_backbone(self, run_id: str):
-        from ..portable import PromptFileError
+        from ptuning_core.engine.portable import PromptFileError
         run = self._core.store.get(run_id, details=False)
         if run is None:
             self._embeddings.drop(lambda k: k[0] == run_id)
@@ -88,7 +88,7 @@ class Inspect:
 
     def embeddings(self, run_id: str, k: int = 5, words_only: bool = False):
         """What a run's pseudo tokens learned (``EmbeddingsView``). Cached (LRU)."""
-        from ..views import embeddings_view
+        from ptuning_core.app.views import embeddings_view
         bb = self._run_backbone(run_id)
         key = (run_id, int(k), bool(words_only))
         hit = self._embeddings.get(key)
@@ -100,7 +100,7 @@ class Inspect:
     def embedding_map(self, run_id: str, method: str = "pca"):
         """The 2-D map (``EmbeddingMap``) of a run's pseudo tokens among the vocabulary, by
         ``pca`` or ``tsne``. Cached (LRU)."""
-        from ..views import embedding_map
+        from ptuning_core.app.views import embedding_map
         if method not in ("pca", "tsne"):
             raise ConfigError(f"unknown projection '{method}': use pca or tsne")
         bb = self._run_backbone(run_id)
@@ -116,7 +116,7 @@ class Inspect:
         """Queue "discretize and re-test": the run's nearest-word template evaluated on its own
         evaluation data, paired with its learned prompt. The result (``RetestResult``) is stored
         (``retest_result(job id)``, ``last_retest(run id)``)."""
-        from ..views import load_prompt
+        from ptuning_core.app.views import load_prompt
         bb = self._run_backbone(run_id)
         store, executor = self._core.store, self._core.executor
         run = load_prompt(store, run_id, bb)[0]  # no prompt / does not fit: raises here
@@ -137,7 +137,7 @@ class Inspect:
                 raise
             store.finish(rid, "finished", asdict(res))
             return res
-        return self._svc.runs._submit(who, label, RETEST_KIND, fn, device=str(bb.device),
+        return self._svc.runs.submit(who, label, RETEST_KIND, fn, device=str(bb.device),
                                       rid=rid)
 
     def _retests(self, run_id: str) -> list:

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .. import config as C
-from ..learned import Evaluation, LearnedPrompt, Prediction
-from ..lru import LRU
-from ..experiments import STORE_KIND as EXPERIMENT_KIND
-from ..store import ACTIVE, StoreError
-from ..train import ConfigError
+from ptuning_core import config as C
+from ptuning_core.engine.learned import Evaluation, LearnedPrompt, Prediction
+from ptuning_core.lru import LRU
+from ptuning_core.engine.experiments import STORE_KIND as EXPERIMENT_KIND
+from ptuning_core.store.runs import ACTIVE, StoreError
+from ptuning_core.engine.train import ConfigError
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,14 @@ class Library:
     # ---- what is stored -----------------------------------------------------------------------
     def runs(self, kind: Optional[str] = "train", shared_only: bool = False) -> list:
         """Stored runs of a kind (None: all) as ``RunSummary``s, newest first."""
-        from ..views import run_summary
+        from ptuning_core.app.views import run_summary
         store = self._core.store
         return [run_summary(r, (store.run_dir(r["id"]) / "prompt.safetensors").is_file())
                 for r in store.list(kind=kind, shared_only=shared_only)]
 
     def run_summary(self, run_id: str):
         """One run's ``RunSummary`` (None when there is no such run)."""
-        from ..views import run_summary
+        from ptuning_core.app.views import run_summary
         store = self._core.store
         run = store.get(run_id, details=False)
         if run is None:
@@ -61,12 +61,12 @@ class Library:
 
     def run_detail(self, run_id: str):
         """One run for its page (``RunDetail``: summary, curves, confusion matrices), or None."""
-        from ..views import run_detail
+        from ptuning_core.app.views import run_detail
         return run_detail(self._core.store, run_id)
 
     def comparison(self, comparison_id: str):
         """A stored comparison (``ComparisonView``); StoreError when there is none."""
-        from ..views import comparison_view
+        from ptuning_core.app.views import comparison_view
         view = comparison_view(self._core.store, comparison_id)
         if view is None:
             raise StoreError(f"no comparison {comparison_id}")
@@ -74,7 +74,7 @@ class Library:
 
     def sweep(self, sweep_id: str):
         """A stored few-shot sweep (``SweepView``): every cell and the mean/spread per k."""
-        from ..views import sweep_view
+        from ptuning_core.app.views import sweep_view
         entry = self._core.store.get(sweep_id, details=False)
         if entry is None or entry.get("kind") != "sweep":
             raise StoreError(f"no sweep {sweep_id}")
@@ -83,7 +83,7 @@ class Library:
 
     def experiment(self, rid: str):
         """A stored experiment (``experiments.ExperimentResult``); StoreError if there is none."""
-        from .. import experiments as X
+        from ptuning_core.engine import experiments as X
         res = X.ExperimentResult.from_store(self._core.store, rid)
         if res is None:
             raise StoreError(f"no experiment {rid}")
@@ -91,7 +91,7 @@ class Library:
 
     def experiments(self) -> list:
         """Stored experiments, newest first: (id, experiment id, status, created, owner)."""
-        from .. import experiments as X
+        from ptuning_core.engine import experiments as X
         return [{"id": r["id"], "experiment": r["config"].get("experiment"), "name": r["name"],
                  "status": r["status"], "created": r["created"], "owner": r.get("owner")}
                 for r in self._core.store.list(kind=X.STORE_KIND)]
@@ -128,8 +128,8 @@ class Library:
     def learned_prompt(self, run_id: str) -> LearnedPrompt:
         """A stored run's learned prompt; PromptFileError (one line) when there is no such run
         or it learned none. Remembered (LRU) while the run exists."""
-        from ..learned import from_run
-        from ..portable import PromptFileError
+        from ptuning_core.engine.learned import from_run
+        from ptuning_core.engine.portable import PromptFileError
         if self._core.store.get(run_id, details=False) is None:
             self._forget_prompt(run_id)
             raise PromptFileError(f"no run {run_id}")
@@ -147,8 +147,8 @@ class Library:
     def fixed_prompt_model(self, run_id: str):
         """(learned prompt, PromptModel with the stored embeddings as its fixed prompt), on the
         model the prompt was learned on, if this server allows it."""
-        from ..learned import model_name, prompt_model
-        from ..registry import get_backbone
+        from ptuning_core.engine.learned import model_name, prompt_model
+        from ptuning_core.lm.registry import get_backbone
         lp = self.learned_prompt(run_id)
         bb = get_backbone(self._core.settings.check_model(model_name(lp)), "auto")
         hit = self._prompts.get(run_id)
@@ -162,7 +162,7 @@ class Library:
         """One example (a text per template field) through a run's learned prompt, without its
         encoder. User errors (no run, no prompt, a field missing, a model not allowed) raise
         with one line."""
-        from ..learned import example_from, predict
+        from ptuning_core.engine.learned import example_from, predict
         for name, text in (fields or {}).items():
             if isinstance(text, str) and len(text) > C.MAX_TEXT_CHARS:
                 raise ConfigError(f"the text of '{name}' is {len(text)} characters long; "
@@ -180,7 +180,7 @@ class Library:
 
     def export_prompt(self, run_id: str) -> bytes:
         """A run's learned prompt as a portable .safetensors file (PromptFileError if none)."""
-        from ..portable import export_prompt
+        from ptuning_core.engine.portable import export_prompt
         with tempfile.TemporaryDirectory() as d:
             return Path(export_prompt(self._core.store, run_id, Path(d) / "prompt.safetensors")) \
                 .read_bytes()
@@ -190,8 +190,8 @@ class Library:
         """Import an exported prompt file (its bytes, as uploaded, and the uploaded file's name,
         which the run records) as a run owned by ``who``, on ``model`` if this server allows
         it; its run id (PromptFileError when it does not fit)."""
-        from ..portable import import_prompt
-        from ..registry import get_backbone
+        from ptuning_core.engine.portable import import_prompt
+        from ptuning_core.lm.registry import get_backbone
         name = self._core.settings.check_model(model)
         given = Path(filename or "").name
         if not (given.endswith(".safetensors") and len(given) <= 128):

@@ -1,17 +1,17 @@
 """The runs façade: everything that queues work (a training run, a comparison, a few-shot
 sweep, an experiment, an evaluation) and the jobs as pages see them (frozen ``JobView``s).
-Every submission goes through ``_submit``: the backend and the server's step limit are checked
+Every submission goes through ``submit``: the backend and the server's step limit are checked
 there once, and the work runs on the executor (this process, or the Ray pool)."""
 from __future__ import annotations
 
 from typing import Callable, Optional
 
-from .. import config as C
-from ..access import require_manage
-from ..experiment import Prepared, RunSpec, prepare
-from ..jobs import QueueFull
-from ..live import JobView, Work, run_path
-from ..train import ConfigError
+from ptuning_core import config as C
+from ptuning_core.access import require_manage
+from ptuning_core.engine.experiment import Prepared, RunSpec, prepare
+from ptuning_core.executors.jobs import QueueFull
+from ptuning_core.executors.live import JobView, Work, run_path
+from ptuning_core.engine.train import ConfigError
 from .core import KIND_WORDS
 from .snapshots import LiveBoard
 
@@ -45,7 +45,7 @@ class Runs:
         self._board = LiveBoard(core)
 
     # ---- one way in ---------------------------------------------------------------------------
-    def _submit(self, who: str, label: str, kind: str, fn: Callable, *, steps: int = 0,
+    def submit(self, who: str, label: str, kind: str, fn: Callable, *, steps: int = 0,
                 device: str = "cpu", rid: Optional[str] = None,
                 work: Optional[Work] = None) -> JobView:
         """Queue ``fn(job)`` owned by ``who`` on the executor's device. The one place that
@@ -72,7 +72,7 @@ class Runs:
     def check(self, who: str, spec: RunSpec) -> Prepared:
         """The one validation path of a run's settings on this server (model allowed, data this
         caller may read, then everything ``prepare`` checks). User errors raise here, before
-        anything is queued. The step limit is ``_submit``'s."""
+        anything is queued. The step limit is ``submit``'s."""
         core = self._core
         spec.model = core.settings.check_model(spec.model)
         C.check_seed(spec.train_cfg.seed)
@@ -94,9 +94,9 @@ class Runs:
         The template is parsed once (``prepare``) and no model is loaded here: when the model
         is already loaded its checks (label words it cannot encode, context length) answer
         now; otherwise the job makes them when it loads the model (a failed job, one line)."""
-        from ..backbone import resolve_device
-        from ..experiment import check_against_model
-        from ..registry import held
+        from ptuning_core.lm.backbone import resolve_device
+        from ptuning_core.engine.experiment import check_against_model
+        from ptuning_core.lm.registry import held
         self._core.executor.check()
         prep = self.check(who, spec)
         bb = held(spec.model, spec.device)
@@ -106,7 +106,7 @@ class Runs:
         label = spec.name or spec.template[:60]
         rid = store.create(label, spec.to_dict(), who, status="queued")
         runner = self._core.executor.train(who)
-        return self._submit(who, label, "train", lambda job: runner(
+        return self.submit(who, label, "train", lambda job: runner(
             spec, store, rid, callback=job.event, stop=job.stop, prepared=prep),
             steps=spec.train_cfg.steps, device=str(resolve_device(spec.device)), rid=rid,
             work=Work(spec.model, run_path(prep.template, bb.kind if bb else "unknown"),
@@ -115,22 +115,22 @@ class Runs:
     def compare(self, who: str, spec: RunSpec, variants: list, device: str = "cpu") -> JobView:
         """Check a comparison (user errors raise here), then queue it; its runs and its
         comparison entry belong to ``who``."""
-        from ..compare import run_comparison, variant_specs
+        from ptuning_core.engine.compare import run_comparison, variant_specs
         self._core.executor.check()
         if not variants:
             raise ConfigError("choose at least one variant to compare with the discrete prompt")
         self.check(who, spec)
         variant_specs(spec, variants)  # unknown variants raise here
         store, runner = self._core.store, self._core.executor.train(who)
-        return self._submit(who, "comparison", "compare", lambda j: run_comparison(
+        return self.submit(who, "comparison", "compare", lambda j: run_comparison(
             spec, variants, store, who, j.event, j.stop, runner=runner),
             steps=spec.train_cfg.steps, device=device)
 
     def sweep(self, who: str, spec, device: str = "cpu") -> JobView:
         """Queue a few-shot sweep (a ``fewshot.SweepSpec``; its ``ks`` / ``seeds`` may be the
         text the user typed, parsed here); the stored sweep belongs to ``who``."""
-        from .. import data as D
-        from ..fewshot import summarize
+        from ptuning_core.data import bundled as D
+        from ptuning_core.engine.fewshot import summarize
         self._core.executor.check()
         spec.model = self._core.settings.check_model(spec.model)
         if not spec.methods:
@@ -147,15 +147,15 @@ class Runs:
             store.finish(rid, "stopped" if job.stop.is_set() else "finished",
                          {"rows": rows, "summary": summarize(rows)})
             return rows
-        return self._submit(who, f"sweep {spec.dataset}", "sweep", fn, steps=spec.steps,
+        return self.submit(who, f"sweep {spec.dataset}", "sweep", fn, steps=spec.steps,
                             device=device)
 
     def experiment(self, who: str, request) -> JobView:
         """Check an ``experiments.ExperimentRequest`` (model allowed, step limit, preset, seeds,
         k, dataset: user errors raise here; its ``seeds`` / ``ks`` may be the typed text), then
         queue it; the stored experiment belongs to ``who``."""
-        from .. import experiments as X
-        from ..backbone import resolve_device
+        from ptuning_core.engine import experiments as X
+        from ptuning_core.lm.backbone import resolve_device
         request.model = self._core.settings.check_model(request.model)
         if isinstance(request.seeds, str):
             request.seeds = parse_seeds(request.seeds) if request.seeds.strip() else None
@@ -169,7 +169,7 @@ class Runs:
             rid = X.record(store, who, request, res)
             job.run_id = rid
             return X.ExperimentResult.from_store(store, rid)
-        return self._submit(who, f"{plan.experiment.id} {plan.experiment.title}", X.STORE_KIND,
+        return self.submit(who, f"{plan.experiment.id} {plan.experiment.title}", X.STORE_KIND,
                             fn, steps=plan.settings.steps,
                             device=str(resolve_device(request.device)))
 
@@ -178,7 +178,7 @@ class Runs:
         """Queue an evaluation of a run's learned prompt (and its discrete template) on ``ref``.
         Checked here (user errors raise in the page); the job stores its result as an 'eval'
         record of the store (``library.evaluations``)."""
-        from ..learned import eval_rows
+        from ptuning_core.engine.learned import eval_rows
         if max_eval is not None and int(max_eval) < 1:
             raise ConfigError("evaluate on at least 1 example")
         self._svc.data.check_ref(ref, who)
@@ -189,7 +189,7 @@ class Runs:
         rid = store.create(label, {"prompt": run_id, "eval": ref, "max_eval": max_eval,
                                    "model": lp.model}, owner or who, kind="eval",
                            status="queued")
-        return self._submit(who, label, "eval", lambda job: executor.evaluate(
+        return self.submit(who, label, "eval", lambda job: executor.evaluate(
             lp, bb, ref, store, rid, max_eval, job.event, who), device=str(bb.device), rid=rid)
 
     # ---- the jobs as pages see them -----------------------------------------------------------
@@ -216,7 +216,7 @@ class Runs:
 
     def sweep_progress(self, job_id: str):
         """The cells a running sweep has finished so far (``SweepView``), or None."""
-        from ..views import sweep_view
+        from ptuning_core.app.views import sweep_view
         v = self.view(job_id)
         if v is None:
             return None

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backbone import DEFAULT_MODEL, ModelLoadError
+from ptuning_core.lm.backbone import DEFAULT_MODEL, ModelLoadError
 
 log = logging.getLogger(__name__)
 

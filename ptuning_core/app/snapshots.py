@@ -7,9 +7,9 @@ import threading
 import time
 from typing import Optional
 
-from ..jobs import Job
-from ..live import JobView, QueueSnapshot, remaining_seconds, start_times
-from ..lru import LRU
+from ptuning_core.executors.jobs import Job
+from ptuning_core.executors.live import JobView, QueueSnapshot, remaining_seconds, start_times
+from ptuning_core.lru import LRU
 
 FAILURE_SHOWN_S = 120  # how long after a failure a refresh / new tab still shows it
 

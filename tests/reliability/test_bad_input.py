@@ -6,12 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptuning_core import data as D
-from ptuning_core.encoding import compile_layout, encode
-from ptuning_core.experiment import RunSpec, prepare
+from ptuning_core.data import bundled as D
+from ptuning_core.lm.encoding import compile_layout, encode
+from ptuning_core.engine.experiment import RunSpec, prepare
 from ptuning_core.template import TemplateError, parse
-from ptuning_core.train import ConfigError, TrainConfig
-from ptuning_core.verbalizer import Verbalizer, VerbalizerError
+from ptuning_core.engine.train import ConfigError, TrainConfig
+from ptuning_core.lm.verbalizer import Verbalizer, VerbalizerError
 from tiny import tiny_causal, tiny_masked
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +93,7 @@ def test_bad_files_through_the_shared_loader(tmp_path, name):
         prepare(spec)
     # the app's upload path refuses it too (there the classes come from the file itself)
     if name != "bad_label.csv":
-        from ptuning_core import uploads
+        from ptuning_core.data import uploads
         with pytest.raises(D.DataError):
             uploads.save("0123456789abcdef", raw, name, ["sentence"], "label")
 
@@ -139,10 +139,10 @@ def test_numbers_out_of_range(kw):
 
 
 def test_no_code_execution_or_pickle_anywhere():
-    src = "\n".join(p.read_text() for p in (ROOT / "ptuning_core").glob("*.py"))
+    src = "\n".join(p.read_text() for p in (ROOT / "ptuning_core").rglob("*.py"))
     src += "\n".join(p.read_text() for p in list((ROOT / "app_pages").glob("*.py")) +
                      list((ROOT / "ui").glob("*.py")) + [ROOT / "app.py"])
     assert not re.search(r"(?<![.\w])(eval|exec)\(|import pickle|pickle\.|trust_remote_code=True", src)
     for m in re.finditer(r"torch\.load\(([^)]*)\)", src):
         assert "weights_only=True" in m.group(1)
-    assert "trust_remote_code=False" in (ROOT / "ptuning_core" / "backbone.py").read_text()
+    assert "trust_remote_code=False" in (ROOT / "ptuning_core" / "lm" / "backbone.py").read_text()

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ptuning_core import registry
-from ptuning_core.backbone import ModelLoadError
-from ptuning_core.data import DataError
-from ptuning_core.experiment import RunSpec
-from ptuning_core.jobs import JobQueue, QueueFull
+from ptuning_core.lm import registry
+from ptuning_core.lm.backbone import ModelLoadError
+from ptuning_core.data.bundled import DataError
+from ptuning_core.engine.experiment import RunSpec
+from ptuning_core.executors.jobs import JobQueue, QueueFull
 from ptuning_core.service import Service, Settings
-from ptuning_core.store import RunStore
-from ptuning_core.train import TrainConfig
+from ptuning_core.store.runs import RunStore
+from ptuning_core.engine.train import TrainConfig
 from tiny import tiny_causal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,7 +196,7 @@ def test_abandoned_session_is_cancelled_after_idle_time(tmp_path):
 
 def test_a_failing_run_is_marked_failed_and_the_worker_keeps_serving(tmp_path, monkeypatch):
     svc = tiny_service(tmp_path)
-    import ptuning_core.train as T
+    import ptuning_core.engine.train as T
     real = T.train
     calls = {"n": 0}
 
@@ -205,7 +205,7 @@ def test_a_failing_run_is_marked_failed_and_the_worker_keeps_serving(tmp_path, m
         if calls["n"] == 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*a, **k)
-    monkeypatch.setattr("ptuning_core.experiment.train", boom)
+    monkeypatch.setattr("ptuning_core.engine.experiment.train", boom)
     bad = svc._core.queue.get(svc.runs.train("s", spec()).id)
     good = svc._core.queue.get(svc.runs.train("s", spec()).id)
     bad = svc._core.queue.wait(bad.id, 30)
@@ -276,14 +276,14 @@ def test_students_cannot_read_server_files_through_data_refs(tmp_path, ref):
 
 def test_server_step_limit(tmp_path):
     svc = tiny_service(tmp_path, max_steps=10)
-    from ptuning_core.experiment import USER_ERRORS
-    from ptuning_core.train import ConfigError
+    from ptuning_core.engine.experiment import USER_ERRORS
+    from ptuning_core.engine.train import ConfigError
     with pytest.raises(ConfigError, match="at most 10 steps") as e:
         svc.runs.train("s", spec(steps=11))
     assert isinstance(e.value, USER_ERRORS)  # shown to the user as a message
     assert svc.info().max_steps == 10  # what the pages bound their step fields by
     assert svc._core.store.list() == []  # the refused run left no trace
-    # one check for every kind of work (runs._submit): comparisons, sweeps, experiments
+    # one check for every kind of work (runs.submit): comparisons, sweeps, experiments
     from ptuning_core.api import ExperimentRequest, SweepSpec
     with pytest.raises(ConfigError, match="at most 10 steps"):
         svc.runs.compare("s", spec(steps=11), ["P-tuning (lstm)"])
@@ -296,7 +296,7 @@ def test_server_step_limit(tmp_path):
 
 
 def test_label_words_the_model_cannot_encode_are_refused_before_queuing(tmp_path):
-    from ptuning_core.verbalizer import VerbalizerError
+    from ptuning_core.lm.verbalizer import VerbalizerError
     svc = tiny_service(tmp_path)
     bad = spec()
     bad.verbalizer = {"negative": ["great"], "positive": ["great"]}
@@ -335,7 +335,7 @@ def test_same_settings_same_losses_from_the_cli_and_the_service_beside_another_r
 
     from ptuning_core import cli
     svc = tiny_service(tmp_path)
-    from ptuning_core.experiment import run_experiment
+    from ptuning_core.engine.experiment import run_experiment
     busy = spec(steps=60)
     busy.template = "[P*3] {sentence} It was [MASK]"
     busy.train_cfg.seed = 5

@@ -1,0 +1,1 @@
+"""ptuning_core.data.bundled: see README Layout."""

@@ -1,0 +1,1 @@
+"""ptuning_core.engine: see README Layout."""

@@ -1,0 +1,1 @@
+"""ptuning_core.executors: see README Layout."""

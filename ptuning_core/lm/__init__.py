@@ -1,0 +1,1 @@
+"""ptuning_core.lm: see README Layout."""

@@ -1,0 +1,1 @@
+"""ptuning_core.store.runs: see README Layout."""
