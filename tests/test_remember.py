@@ -39,8 +39,11 @@ class YieldingState(dict):
 
 
 class FakeService:
+    """The door's classroom façade (``svc.room``) as remember() uses it."""
+
     def __init__(self):
         self.kept = []
+        self.room = self
 
     def keep_working_state(self, who, values):
         self.kept.append((who, values))

@@ -97,11 +97,12 @@ def test_finished_jobs_keep_only_a_small_summary():
 
         def fn(job, rows=rows, i=i):
             gate.wait(10)
+            # a variant starts (it clears the step numbers of the one before), then trains
+            job.event({"type": "variant", "name": "v", "index": 0, "total": 1, "rows": rows})
             for s in range(1, 41):
                 job.event({"type": "step", "step": s, "steps": 40, "loss": 1 / s,
                            "seconds": s / 10})
             job.event({"type": "eval", "step": 40, "dev_accuracy": 0.5})
-            job.event({"type": "variant", "name": "v", "index": 0, "total": 1, "rows": rows})
             if i == 6:
                 raise RuntimeError("something broke")
             return {"rows": list(rows)}
