@@ -65,3 +65,15 @@ def test_by_tag_and_mean_std():
     assert 5 not in out and "" not in out
     m, s = stats.mean_std([0.5, 0.7])
     assert m == pytest.approx(0.6) and s == pytest.approx(math.sqrt(0.02))
+
+
+def test_a_sweep_reports_the_sample_sd_like_experiments():
+    """One sd convention (issue 23): Few-shot's summary and Experiments both use the sample sd
+    (n - 1), so the same seeds give the same spread on both pages."""
+    from ptuning_core.engine.fewshot import summarize
+    rows = [{"method": "ptuning", "k": 4, "seed": s, "accuracy": a}
+            for s, a in ((13, 0.5), (21, 0.7))]
+    (cell,) = summarize(rows)
+    assert cell["mean"] == pytest.approx(0.6)
+    assert cell["std"] == pytest.approx(0.1414, abs=1e-4)  # the population sd would be 0.1
+    assert cell["std"] == pytest.approx(stats.mean_std([0.5, 0.7])[1])

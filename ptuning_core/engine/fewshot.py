@@ -1,7 +1,6 @@
 """Few-shot sweep: methods x k x seeds on the same paired samples (LM-BFF protocol)."""
 from __future__ import annotations
 
-import statistics
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -15,7 +14,7 @@ from ptuning_core.engine.evaluate import evaluate
 from ptuning_core.engine.finetune import finetune
 from ptuning_core.lm.model import PromptModel
 from ptuning_core.lm.registry import get_backbone
-from ptuning_core.stats import ci95
+from ptuning_core.stats import ci95, mean_std
 from ptuning_core.template import parse, to_discrete
 from ptuning_core.engine.train import TrainConfig, train
 from ptuning_core.lm.verbalizer import Verbalizer
@@ -173,6 +172,6 @@ def summarize(rows: list) -> list:
         groups.setdefault((r["method"], r["k"]), []).append(r["accuracy"])
     out = []
     for (m, k), accs in sorted(groups.items(), key=lambda x: (x[0][0], x[0][1])):
-        out.append({"method": m, "k": k, "mean": statistics.fmean(accs),
-                    "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0, "n": len(accs)})
+        mean, sd = mean_std(accs)  # the sample sd, as Experiments and the benches report it
+        out.append({"method": m, "k": k, "mean": mean, "std": sd, "n": len(accs)})
     return out
