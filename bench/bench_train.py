@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from ptuning_core import config as C  # noqa: E402
-from ptuning_core import data as D  # noqa: E402
+from ptuning_core.data import bundled as D  # noqa: E402
 from ptuning_core.lm.backbone import Backbone, load_backbone, resolve_device  # noqa: E402
 from ptuning_core.lm.cobatch import CoRun, cobatched_losses, cobatched_step  # noqa: E402
 from ptuning_core.engine.evaluate import evaluate  # noqa: E402

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from ptuning_core import experiments as X  # noqa: E402
+from ptuning_core.engine import experiments as X  # noqa: E402
 from ptuning_core.lm.registry import get_backbone  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench_train import TPL_AFTER, VERB, get_backbone  # noqa: E402
-from ptuning_core import data as D  # noqa: E402
+from ptuning_core.data import bundled as D  # noqa: E402
 from ptuning_core.config import MAX_EVAL  # noqa: E402
 from ptuning_core.engine.evaluate import evaluate  # noqa: E402
 from ptuning_core.lm.model import PromptModel  # noqa: E402

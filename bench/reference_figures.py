@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ptuning_core import config as C  # noqa: E402
-from ptuning_core import data as D  # noqa: E402
+from ptuning_core.data import bundled as D  # noqa: E402
 from ptuning_core.stats import mean_std  # noqa: E402
 from ptuning_core.engine.train import TrainConfig  # noqa: E402
 

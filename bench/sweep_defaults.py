@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ptuning_core import config as C  # noqa: E402
-from ptuning_core import data as D  # noqa: E402
+from ptuning_core.data import bundled as D  # noqa: E402
 from ptuning_core.engine.evaluate import evaluate  # noqa: E402
 from ptuning_core.lm.model import PromptModel  # noqa: E402
 from ptuning_core.lm.registry import get_backbone  # noqa: E402

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ptuning_core import config as C  # noqa: E402
-from ptuning_core import data as D  # noqa: E402
+from ptuning_core.data import bundled as D  # noqa: E402
 from ptuning_core.engine.evaluate import evaluate  # noqa: E402
 from ptuning_core.lm.model import PromptModel  # noqa: E402
 from ptuning_core.lm.registry import get_backbone  # noqa: E402

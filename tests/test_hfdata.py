@@ -5,8 +5,8 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from ptuning_core import data as D  # noqa: E402
-from ptuning_core import hfdata  # noqa: E402
+from ptuning_core.data import bundled as D  # noqa: E402
+from ptuning_core.data import hfdata  # noqa: E402
 
 
 @pytest.fixture
