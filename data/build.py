@@ -21,21 +21,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ptuning_core.leakage import imbalance, near_duplicates, ngram_overlap  # noqa: E402
+from ptuning_core.data.leakage import imbalance, near_duplicates, ngram_overlap  # noqa: E402
 
 MAX_OVERLAP = 0.10
 MAX_IMBALANCE = 0.55
 
-# The default P-tuning templates (causal) were chosen by bench/sweep_defaults.py on the dev
-# splits (bench/results/sweep_defaults.json): where the pseudo tokens go is the choice that
-# mattered most, and the best place differs by set: before the review for sentiment, after the
-# headline for topics (before it, two of three seeds failed to learn). Anchor words are kept.
+# The default P-tuning templates (causal) were chosen on the dev splits, by the worst of five
+# seeds (bench/sweep_stability.py, bench/results/sweep_stability.json; issue 22): after the
+# input for sentiment and topics (before the review, one seed of five failed to learn on
+# sentiment: 0.558, discrete 0.542; after it the worst is 0.683 and a step ~2.4x cheaper, the
+# review being a cached frozen prefix), before the premise for pairs (not re-measured on five
+# seeds; after it no seed beat the discrete prompt). Anchor words are kept.
 CLASSIFICATION = {
     "sentiment": {
         "fields": ["sentence"], "classes": ["negative", "positive"],
         "verbalizer": {"negative": ["terrible"], "positive": ["great"]},
         "templates": {"causal": "{sentence} It was [MASK]", "masked": "{sentence} It was [MASK] ."},
-        "ptuning_templates": {"causal": "[P*4] {sentence} It was [MASK]",
+        "ptuning_templates": {"causal": "{sentence} [P*4] It was [MASK]",
                               "masked": "[P*4] {sentence} It was [MASK] ."},
         "description": "Reviews of films, books, products, restaurants, apps and more, written "
                        "one by one: is the writer pleased or not? Tags mark negation, contrast, "

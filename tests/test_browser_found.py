@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from ptuning_core.data.bundled import dataset_info
 from test_browser import app_idle, browser, serve, shot, stored  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.real]
@@ -272,7 +273,8 @@ def test_train_page_links_open(server, student, tmp_path):
     steps = other.get_by_label("Steps", exact=True)
     steps.wait_for(timeout=T)
     wait_until(lambda: steps.input_value() == "7", "the shared link did not set the steps", 60)
-    other.get_by_text("[P*4] {sentence} It was [MASK]").first.wait_for(timeout=T)
+    default = dataset_info("sentiment")["ptuning_templates"]["causal"]
+    other.get_by_text(default).first.wait_for(timeout=T)
     no_exception(other)
     other.close()
 
