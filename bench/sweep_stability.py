@@ -185,14 +185,14 @@ def summarize(cell: dict, disc: float, steps_at: list) -> dict:
     out = {}
     runs = list(cell["seeds"].values())
     for s in steps_at:
-        accs = [r["by_steps"][str(s)]["accuracy"] for r in runs if str(s) in r["by_steps"]]
+        at = [r["by_steps"][str(s)] for r in runs if str(s) in r["by_steps"]]  # a seed read
+        accs = [v["accuracy"] for v in at]  # at other steps (an older run) is left out here
         if not accs:
             continue
         m, sd = mean_std(accs)
         out[str(s)] = {"mean": round(m, 4), "sd": round(sd, 4), "worst": min(accs),
                        "worst_minus_discrete": round(min(accs) - disc, 4),
-                       "seeds_significantly_better": sum(r["by_steps"][str(s)]["better"]
-                                                         for r in runs),
+                       "seeds_significantly_better": sum(v["better"] for v in at),
                        "seeds": len(accs)}
     out["train_seconds_mean"] = round(sum(r["train_seconds"] for r in runs) / len(runs), 1)
     return out
