@@ -43,7 +43,7 @@ def test_compare_shows_discrete_and_continuous_accuracies(env):
     table = next(df.value for df in at.dataframe if "Δ vs discrete" in df.value.columns)
     assert list(table["prompt"]) == ["discrete", "P-tuning (lstm)", "prompt tuning (none)"]
     # every number is the stored runs' per-example results, recomputed here
-    from ptuning_core.stats import fmt_acc, mcnemar, wilson
+    from ptuning_core.stats import ci95, fmt_acc, mcnemar
     comp = svc._core.store.list(kind="compare")[0]
     runs = {v["variant"]: svc._core.store.details(v["run_id"]) for v in comp["result"]["variants"]}
 
@@ -59,7 +59,7 @@ def test_compare_shows_discrete_and_continuous_accuracies(env):
         acc = sum(c) / len(c)
         assert row["n"] == len(c) == 12
         assert row["accuracy"] == pytest.approx(acc)
-        assert row["95% CI"] == fmt_acc(acc, wilson(sum(c), len(c)))
+        assert row["95% CI"] == fmt_acc(acc, ci95(acc, len(c)))  # Wilson, stored to 4 places
         assert row["Δ vs discrete"] == pytest.approx(acc - sum(disc) / len(disc))
         if row["prompt"] != "discrete":  # paired with the discrete prompt, example by example
             pr = mcnemar(disc, c)
