@@ -519,12 +519,7 @@ def run_recorded(p: RayPool, spec, store, run_id: str, prepared=None,
             store.log_steps(run_id, [tuple(r) for r in e["rows"]])
         else:
             emit(e)
-    try:
-        out = p.run_cell(cell, session, on_event, stop,
-                         on_start=lambda i: store.set_status(run_id, "running"))
-    except BaseException as e:
-        store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
-        raise
+    out = _run_stored_cell(p, cell, session, on_event, stop, store, run_id)
     if out is None:
         store.set_status(run_id, "cancelled")
         return {"status": "cancelled"}
@@ -536,6 +531,17 @@ def run_recorded(p: RayPool, spec, store, run_id: str, prepared=None,
     return result
 
 
+def _run_stored_cell(p: RayPool, cell: dict, session: str, on_event, stop, store, rid: str):
+    """``p.run_cell`` for work whose record ``rid`` the driver keeps: marked running when a
+    worker takes it, failed (with the one-line reason) when it raises."""
+    try:
+        return p.run_cell(cell, session, on_event, stop,
+                          on_start=lambda i: store.set_status(rid, "running"))
+    except BaseException as e:
+        store.set_status(rid, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+        raise
+
+
 def run_evaluation(p: RayPool, lp, ref: str, store, record_id: str,
                    max_eval: Optional[int] = None,
                    callback: Optional[Callable[[dict], None]] = None, session: str = "cli"):
@@ -544,12 +550,7 @@ def run_evaluation(p: RayPool, lp, ref: str, store, record_id: str,
     from ptuning_core.engine.learned import eval_rows, model_name
     cell = {"kind": "eval", "prompt": lp, "ref": ref, "max_eval": max_eval,
             "data": eval_rows(lp, ref, max_eval), "model": model_name(lp)}
-    try:
-        out = p.run_cell(cell, session, callback, None,
-                         on_start=lambda i: store.set_status(record_id, "running"))
-    except BaseException as e:
-        store.set_status(record_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
-        raise
+    out = _run_stored_cell(p, cell, session, callback, None, store, record_id)
     ev = out[0]["result"]
     store.finish(record_id, "finished", ev.to_dict())
     return ev
